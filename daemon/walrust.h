@@ -46,6 +46,8 @@ int util_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 ssize_t util_pread_all(int fd, void *buf, size_t len, off_t off);
 int util_fsync_dir(const char *path_of_file_inside);
 int util_mkdir_p(const char *path, mode_t mode);
+/* An anonymous read-write temp file in $TMPDIR (or /tmp): fd or -errno. */
+int util_tmpfile(void);
 
 /* --------------------------------------------------------------- crc64.c */
 /* CRC-64/GO-ISO (Go's crc64.ISO table): reflected poly 0xD800000000000000,
@@ -146,7 +148,9 @@ int wal_header_decode(struct wal_header *h, const uint8_t buf[WAL_HEADER_SIZE],
 struct wal_index;
 /* Scan the WAL file `fd` from the beginning: verify the header, then every
  * frame's salts and cumulative checksum; stop at the first invalid frame;
- * keep only frames up to the last commit frame. */
+ * keep only frames up to the last commit frame. A file shorter than 32
+ * bytes gives an empty index whose header is all zero (page_size 0); a
+ * bad header is -EINVAL; read errors are -errno. */
 int wal_index_scan(struct wal_index **out, int fd, char **err);
 const struct wal_header *wal_index_header(const struct wal_index *w);
 uint32_t wal_index_commit(const struct wal_index *w);   /* db size in pages
@@ -217,5 +221,13 @@ int s3_xml_parse_upload_id(const char *body, size_t len, char **upload_id,
 			   char **err);
 /* The <CompleteMultipartUpload> body for parts 1..n with these ETags. */
 char *s3_xml_complete_body(const char *const *etags, size_t n);
+/* The DeleteObjects (<Delete><Quiet>true</Quiet>...) body for these
+ * (absolute) keys. */
+char *s3_xml_delete_body(const char *const *keys, size_t n);
+/* A <DeleteResult>: the number of per-key <Error> entries (>= 0; the first
+ * one's key/code/message malloc'd, else NULL), -EIO when the whole body is
+ * an <Error> (code/message set), -EINVAL when malformed. */
+int s3_xml_parse_delete_result(const char *body, size_t len, char **key,
+			       char **code, char **message);
 
 #endif
