@@ -1,0 +1,19 @@
+/* cmd-hello.c: `hello`, the version handshake. Runs in the supervisor. */
+#include "config.h"
+
+#include <unistd.h>
+
+#include "daemon.h"
+
+static void cmd_hello_run(struct client *c, json_t *req)
+{
+	json_t *r = wrp_reply_ok(json_object_get(req, "id"),
+				 json_pack("{s:s,s:i,s:i}", "version",
+					   WALRUST_VERSION, "protocol",
+					   WRP_VERSION, "pid", (int)getpid()));
+	client_send(c, r);
+	json_decref(r);
+}
+
+const struct cmd cmd_hello = {
+	.name = "hello", .where = CMD_SUPERVISOR, .run = cmd_hello_run};

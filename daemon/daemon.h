@@ -1,0 +1,208 @@
+/*
+ * daemon.h: the daemon's own files (processes, socket, commands, jobs),
+ * grouped by file. Pure cores are declared in walrust.h; the storage seam
+ * in storage.h.
+ */
+#ifndef WALRUST_DAEMON_H
+#define WALRUST_DAEMON_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "storage.h"
+#include "walrust.h"
+#include "wrp.h"
+
+/* ----------------------------------------------------------------- log.c */
+enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+void log_init(const char *role, int level);
+int log_parse_level(const char *s);
+void log_msg(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+/* ------------------------------------------------ storage.c (sync glue) */
+/* For one-shot job processes: run the loop until the operation finishes.
+ * Each returns the storage status and sets *err. */
+int storage_put_wait(struct storage *s, const char *key, int fd, uint64_t len,
+		     int64_t ts_ms, char **err);
+int storage_get_wait(struct storage *s, const char *key, int fd, char **err);
+/* Download several keys at once (the backend's concurrency limit applies);
+ * fds[i] receives keys[i]. progress(arg, done, bytes) after each file. */
+int storage_get_many_wait(struct storage *s, const char *const *keys,
+			  const int *fds, size_t n,
+			  void (*progress)(void *arg, size_t done),
+			  void *arg, char **err);
+struct storage_listing {
+	char **keys;
+	size_t nkeys;
+	char **prefixes;
+	size_t nprefixes;
+};
+int storage_list_wait(struct storage *s, const char *prefix,
+		      const char *delimiter, struct storage_listing *out,
+		      char **err);
+void storage_listing_clear(struct storage_listing *l);
+/* The protocol error code for a storage status. */
+const char *storage_error_code(int status);
+
+/* ------------------------------------------------------------- replica.c */
+/* Key layout of Litestream 0.5.16+ (see ltx-format.md "Bucket layout"):
+ *   S3:   <name>/<level %04x>/<min %016x>-<max %016x>.ltx
+ *   file: <name>/ltx/<level decimal>/<min>-<max>.ltx */
+#define REPLICA_SNAPSHOT_LEVEL 9
+struct replica_file {
+	int level;
+	uint64_t min_txid, max_txid;
+	int64_t timestamp; /* ms; 0 when not known */
+	char *key;
+};
+/* A database name: non-empty, no '/', not "." or "..", no control chars,
+ * at most 255 bytes. */
+bool replica_name_valid(const char *name);
+/* Database name from a path: the file name without its extension. */
+char *replica_name_from_path(const char *path);
+char *replica_key(enum storage_kind kind, const char *name, int level,
+		  uint64_t min_txid, uint64_t max_txid);
+char *replica_prefix(enum storage_kind kind, const char *name);
+/* Parse a key relative to the replica root; 0 and *f filled (key copied),
+ * or -EINVAL when it is not an LTX file of `name`. */
+int replica_parse_key(enum storage_kind kind, const char *name,
+		      const char *key, struct replica_file *f);
+void replica_file_clear(struct replica_file *f);
+/* The restore plan (replication.md, "Restore plan"): among `files`, the
+ * newest snapshot (min_txid 1) with max <= target, then repeatedly the file
+ * with min <= cur+1 and max > cur (max <= target) reaching furthest (highest
+ * max, then lowest min, then higher level). Files with timestamp > not_after
+ * are ignored when not_after > 0. out[] gets indices into files. Returns
+ * the number of files, 0 when there is no usable snapshot. *reached is the
+ * TXID the plan reaches. */
+size_t replica_plan(const struct replica_file *files, size_t n,
+		    uint64_t target, int64_t not_after, size_t *out,
+		    uint64_t *reached);
+
+/* ------------------------------------------------------------ snapshot.c */
+struct job_ctx; /* job.c */
+int snapshot_run(struct job_ctx *j, json_t *args, json_t **result);
+
+/* ------------------------------------------------------------- restore.c */
+int restore_run(struct job_ctx *j, json_t *args, json_t **result);
+
+/* ----------------------------------------------------------------- job.c */
+/* A one-shot job process (`walrustd --job`): reads one request line on fd 0,
+ * writes events and its reply there, exits. */
+struct job_ctx {
+	uv_loop_t *loop;
+	json_t *id;
+	const char *code;   /* error code set by the job on failure */
+	char *message;      /* error message (malloc'd) */
+};
+int job_main(void);
+void job_event(struct job_ctx *j, const char *event, json_t *data);
+/* Set the error code + message and return rc (for `return job_fail(...)`). */
+int job_fail(struct job_ctx *j, int rc, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* cmd_open_storage for a job, setting j->code/message on failure. */
+int job_open_storage(struct job_ctx *j, json_t *args, struct storage **out);
+
+/* ------------------------------------------------------------- channel.c */
+/* A line-oriented JSON stream over a uv stream (a client connection or a
+ * child's pipe): reads lines with wrp_reader, queues writes. */
+struct channel;
+typedef void (*channel_line_cb)(struct channel *c, const char *line,
+				size_t len, bool too_long);
+typedef void (*channel_close_cb)(struct channel *c);
+struct channel {
+	uv_stream_t *stream; /* owned; freed in the close callback */
+	struct wrp_reader reader;
+	channel_line_cb on_line;
+	channel_close_cb on_close;
+	void *data;
+	bool closing;
+	size_t pending_writes;
+};
+/* Takes ownership of `stream` (allocated with malloc, initialised). */
+struct channel *channel_new(uv_stream_t *stream, channel_line_cb on_line,
+			    channel_close_cb on_close, void *data);
+int channel_start(struct channel *c);
+int channel_send_line(struct channel *c, const char *line, size_t len);
+int channel_send(struct channel *c, const json_t *msg);
+/* Close (idempotent); on_close fires once the handle is closed, then the
+ * channel is freed. */
+void channel_close(struct channel *c);
+
+/* ------------------------------------------------------------- control.c */
+/* The control socket: listening, peer-uid check, per-client connections. */
+struct client {
+	struct channel *ch;
+	uv_pid_t uid;
+	unsigned refs;   /* outstanding requests + the connection itself */
+	bool gone;
+};
+int control_listen(uv_loop_t *loop, const char *path, char **err);
+void control_stop(void);
+void client_send(struct client *c, const json_t *msg);
+void client_send_line(struct client *c, const char *line, size_t len);
+void client_unref(struct client *c);
+
+/* ---------------------------------------------------------- supervisor.c */
+struct supervisor_opts {
+	const char *socket_path;
+	const char *default_bucket;
+	const char *self_exe;
+};
+int supervisor_main(const struct supervisor_opts *o);
+/* Used by commands: */
+const char *supervisor_default_bucket(void);
+const char *supervisor_socket_path(void);
+int64_t supervisor_uptime_ms(void);
+json_t *supervisor_workers_json(void);
+size_t supervisor_job_count(void);
+void supervisor_shutdown(void);
+/* Run a request in a job process; its events and reply go to the client. */
+void supervisor_start_job(struct client *c, json_t *request);
+/* Forward a request to the worker; the reply goes to the client. */
+void supervisor_to_worker(struct client *c, json_t *request);
+
+/* -------------------------------------------------------------- worker.c */
+/* The worker process (`walrustd --worker`): one uv loop and the async
+ * storage for every database it watches; serves forwarded requests. */
+int worker_main(void);
+struct worker_req {
+	json_t *id;
+	json_t *args;
+	struct storage *storage; /* opened for this request, freed by reply */
+};
+void worker_reply(struct worker_req *r, json_t *result);
+void worker_fail(struct worker_req *r, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* storage_new from a request's bucket/endpoint/aws args (job or worker). */
+int cmd_open_storage(uv_loop_t *loop, json_t *args, struct storage **out,
+		     const char **code, char **err);
+
+/* ----------------------------------------------------------------- cmd.c */
+/* One entry per command, defined in cmd-<name>.c. Where it runs: */
+enum cmd_where { CMD_SUPERVISOR, CMD_WORKER, CMD_JOB };
+struct cmd {
+	const char *name;
+	enum cmd_where where;
+	/* CMD_SUPERVISOR: handle in the supervisor and reply. */
+	void (*run)(struct client *c, json_t *request);
+	/* CMD_JOB: executed in a job process; returns 0 with *result, or <0
+	 * with j->code/j->message set. */
+	int (*exec)(struct job_ctx *j, json_t *args, json_t **result);
+	/* CMD_WORKER: started in the worker; finishes with worker_reply or
+	 * worker_fail. */
+	void (*start)(struct worker_req *r);
+};
+extern const struct cmd cmd_hello, cmd_status, cmd_shutdown, cmd_snapshot,
+	cmd_restore, cmd_list;
+const struct cmd *cmd_find(const char *name);
+/* Handle one request line from a client (supervisor side). */
+void cmd_dispatch(struct client *c, const char *line, size_t len,
+		  bool too_long);
+
+#endif

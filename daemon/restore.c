@@ -1,0 +1,560 @@
+/* restore.c: rebuild a database from its replica, to the latest state, a
+ * TXID or a point in time.
+ *
+ * The algorithm (see replica.c for the plan):
+ *  1. List the database's files across all levels. For a point in time,
+ *     read each candidate's LTX header for its timestamp and ignore files
+ *     newer than the target.
+ *  2. Plan: the newest usable snapshot, then the chain forward. A plan that
+ *     stops short of the newest usable file means a gap in the replica; we
+ *     fail instead of restoring short of the target (a known way other
+ *     replicators lost data).
+ *  3. Download the plan's files in parallel into anonymous temp files.
+ *  4. Apply them in order to "<out>.tmp": each file is decoded streaming
+ *     (page order, sizes, index and file checksum verified by ltx.c), each
+ *     link of the chain checked (a file that starts right after its
+ *     predecessor must have a pre-apply checksum equal to the predecessor's
+ *     post-apply checksum, when both carry checksums), pages written in
+ *     place, so the newest page wins; the file is cut to the final commit
+ *     size; the lock page stays zero.
+ *  5. Verify the whole image against the last post-apply checksum, fsync,
+ *     run PRAGMA integrity_check on the temp file, and only then rename it
+ *     over <out> and fsync the directory.
+ * Any failure removes "<out>.tmp" and leaves <out> exactly as it was. A
+ * restore over a database whose "-wal" is not empty is refused (someone is
+ * using it) unless forced; when we do replace <out>, stale -wal/-shm files
+ * are removed first so SQLite cannot replay them over the new image. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+struct restore {
+	struct job_ctx *j;
+	struct storage *s;
+	const char *name;
+	struct replica_file *files;
+	int *fds; /* downloaded copy of files[i], or -1 */
+	size_t n;
+	uint64_t bytes;
+	size_t total;
+};
+
+static ssize_t restore_read(void *ctx, void *buf, size_t len)
+{
+	int fd = *(int *)ctx;
+	for (;;) {
+		ssize_t n = read(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 ? -errno : n;
+	}
+}
+
+static void restore_progress(void *arg, size_t done)
+{
+	struct restore *r = arg;
+	job_event(r->j, "progress",
+		  json_pack("{s:s,s:I,s:I}", "phase", "download", "done",
+			    (json_int_t)done, "total", (json_int_t)r->total));
+}
+
+/* Download files[idx[0..n)] that are not downloaded yet. */
+static int restore_fetch(struct restore *r, const size_t *idx, size_t n)
+{
+	const char **keys = calloc(n + 1, sizeof *keys);
+	int *fds = calloc(n + 1, sizeof *fds);
+	size_t m = 0;
+	char *err = NULL;
+	int rc = 0;
+	if (!keys || !fds) {
+		rc = job_fail(r->j, -ENOMEM, WRP_E_INTERNAL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t k = idx[i];
+		if (r->fds[k] >= 0)
+			continue;
+		int fd = util_tmpfile();
+		if (fd < 0) {
+			rc = job_fail(r->j, fd, WRP_E_IO,
+				      "cannot create a temp file: %s",
+				      strerror(-fd));
+			goto out;
+		}
+		r->fds[k] = fd;
+		keys[m] = r->files[k].key;
+		fds[m++] = fd;
+	}
+	r->total = m;
+	rc = storage_get_many_wait(r->s, keys, fds, m, restore_progress, r,
+				   &err);
+	if (rc < 0) {
+		const char *code = rc == -ENOENT ? WRP_E_CHECKSUM
+						 : storage_error_code(rc);
+		rc = job_fail(r->j, rc, code, "download from %s failed: %s",
+			      storage_describe(r->s), err ? err : strerror(-rc));
+	}
+	for (size_t i = 0; rc == 0 && i < m; i++) {
+		struct stat st;
+		if (fstat(fds[i], &st) == 0)
+			r->bytes += (uint64_t)st.st_size;
+	}
+out:
+	free(keys);
+	free(fds);
+	free(err);
+	return rc;
+}
+
+/* Read the LTX header of each file (downloading it) to learn timestamps. */
+static int restore_timestamps(struct restore *r, uint64_t target)
+{
+	size_t *idx = calloc(r->n + 1, sizeof *idx), m = 0;
+	int rc = 0;
+	if (!idx)
+		return job_fail(r->j, -ENOMEM, WRP_E_INTERNAL, "out of memory");
+	for (size_t i = 0; i < r->n; i++)
+		if (r->files[i].max_txid <= target)
+			idx[m++] = i;
+	rc = restore_fetch(r, idx, m);
+	for (size_t i = 0; rc == 0 && i < m; i++) {
+		uint8_t buf[LTX_HEADER_SIZE];
+		struct ltx_header h;
+		char *err = NULL;
+		struct replica_file *f = &r->files[idx[i]];
+		if (util_pread_all(r->fds[idx[i]], buf, sizeof buf, 0) !=
+			    (ssize_t)sizeof buf ||
+		    ltx_header_decode(&h, buf, &err) < 0) {
+			rc = job_fail(r->j, -EINVAL, WRP_E_CHECKSUM,
+				      "%s: bad LTX header: %s", f->key,
+				      err ? err : "file too short");
+			free(err);
+			break;
+		}
+		f->timestamp = h.timestamp;
+	}
+	free(idx);
+	return rc;
+}
+
+/* SQLite URI for a read-only, lock-free open of path. */
+static char *restore_uri(const char *path)
+{
+	size_t n = strlen(path);
+	char *u = malloc(n * 3 + 32), *p = u;
+	if (!u)
+		return NULL;
+	p += sprintf(p, "file:");
+	for (const char *c = path; *c; c++) {
+		if (*c == '%' || *c == '?' || *c == '#')
+			p += sprintf(p, "%%%02X", (unsigned char)*c);
+		else
+			*p++ = *c;
+	}
+	strcpy(p, "?immutable=1");
+	return u;
+}
+
+static int restore_integrity(const char *path, char **err)
+{
+	char *uri = restore_uri(path);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = -EIO;
+	if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
+			    NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) !=
+		    SQLITE_OK) {
+		util_err(err, rc, "cannot open restored database: %s",
+			 db ? sqlite3_errmsg(db) : "out of memory");
+		goto out;
+	}
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		util_err(err, rc, "integrity_check did not run: %s",
+			 sqlite3_errmsg(db));
+		goto out;
+	}
+	const char *res = (const char *)sqlite3_column_text(st, 0);
+	if (!res || strcmp(res, "ok") != 0) {
+		util_err(err, rc, "integrity_check failed: %s",
+			 res ? res : "(null)");
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(uri);
+	return rc;
+}
+
+/* Database checksum of the image in fd (commit pages of page_size). */
+static int restore_db_checksum(int fd, uint32_t page_size, uint32_t commit,
+			       uint64_t *out)
+{
+	uint8_t *page = malloc(page_size);
+	if (!page)
+		return -ENOMEM;
+	uint32_t lock = ltx_lock_pgno(page_size);
+	uint64_t c = 0;
+	int rc = 0;
+	for (uint32_t pg = 1; pg <= commit; pg++) {
+		if (pg == lock)
+			continue;
+		ssize_t n = util_pread_all(fd, page, page_size,
+					   (off_t)(pg - 1) * page_size);
+		if (n != (ssize_t)page_size) {
+			rc = n < 0 ? (int)n : -EIO;
+			break;
+		}
+		c ^= ltx_page_checksum(pg, page, page_size);
+	}
+	free(page);
+	*out = LTX_CHECKSUM_FLAG | c;
+	return rc;
+}
+
+/* Apply the plan to out_fd; *last gets the final header. */
+static int restore_apply(struct restore *r, const size_t *plan, size_t n,
+			 int out_fd, struct ltx_header *last, uint64_t *pages)
+{
+	memset(last, 0, sizeof *last);
+	struct ltx_dec *d = NULL;
+	uint8_t *page = NULL;
+	uint64_t prev_post = 0, prev_max = 0, post = 0, fck;
+	uint32_t page_size = 0;
+	int rc = 0;
+	char *err = NULL;
+	const char *cur = "?";
+	*pages = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct replica_file *f = &r->files[plan[i]];
+		cur = f->key;
+		int fd = r->fds[plan[i]];
+		if (lseek(fd, 0, SEEK_SET) < 0) {
+			rc = job_fail(r->j, -errno, WRP_E_IO, "seek: %s",
+				      strerror(errno));
+			goto out;
+		}
+		rc = ltx_dec_new(&d, restore_read, &fd, &err);
+		if (rc < 0)
+			goto bad;
+		const struct ltx_header *h = ltx_dec_header(d);
+		if (h->min_txid != f->min_txid || h->max_txid != f->max_txid) {
+			rc = -EINVAL;
+			util_err(&err, rc, "header TXIDs %" PRIu64 "-%" PRIu64
+				 " do not match the file name",
+				 h->min_txid, h->max_txid);
+			goto bad;
+		}
+		if (page_size == 0) {
+			page_size = h->page_size;
+			page = malloc(page_size);
+			if (!page) {
+				rc = job_fail(r->j, -ENOMEM, WRP_E_INTERNAL,
+					      "out of memory");
+				goto out;
+			}
+		} else if (h->page_size != page_size) {
+			rc = -EINVAL;
+			util_err(&err, rc, "page size %u differs from %u",
+				 h->page_size, page_size);
+			goto bad;
+		}
+		if (i > 0 && h->min_txid == prev_max + 1 &&
+		    h->pre_apply_checksum && prev_post &&
+		    h->pre_apply_checksum != prev_post) {
+			rc = -EBADMSG;
+			util_err(&err, rc,
+				 "chain broken: pre-apply checksum %016" PRIx64
+				 " does not match the previous file's post-apply %016" PRIx64,
+				 h->pre_apply_checksum, prev_post);
+			goto bad;
+		}
+		uint32_t pgno;
+		while ((rc = ltx_dec_page(d, &pgno, page, &err)) == 1) {
+			rc = util_pwrite_all(out_fd, page, page_size,
+					     (off_t)(pgno - 1) * page_size);
+			if (rc < 0) {
+				rc = job_fail(r->j, rc, WRP_E_IO,
+					      "cannot write the restored database: %s",
+					      strerror(-rc));
+				goto out;
+			}
+			(*pages)++;
+		}
+		if (rc < 0)
+			goto bad;
+		rc = ltx_dec_finish(d, &post, &fck, &err);
+		if (rc < 0)
+			goto bad;
+		*last = *h;
+		prev_post = post;
+		prev_max = h->max_txid;
+		ltx_dec_free(d);
+		d = NULL;
+		job_event(r->j, "progress",
+			  json_pack("{s:s,s:I,s:I}", "phase", "apply", "done",
+				    (json_int_t)(i + 1), "total", (json_int_t)n));
+	}
+	if (ftruncate(out_fd, (off_t)last->commit * page_size) < 0) {
+		rc = job_fail(r->j, -errno, WRP_E_IO, "truncate: %s",
+			      strerror(errno));
+		goto out;
+	}
+	if (post) {
+		uint64_t have;
+		rc = restore_db_checksum(out_fd, page_size, last->commit, &have);
+		if (rc < 0) {
+			rc = job_fail(r->j, rc, WRP_E_IO,
+				      "cannot read back the restored database: %s",
+				      strerror(-rc));
+			goto out;
+		}
+		if (have != post) {
+			rc = job_fail(r->j, -EBADMSG, WRP_E_CHECKSUM,
+				      "restored database checksum %016" PRIx64
+				      " does not match the replica's %016" PRIx64,
+				      have, post);
+			goto out;
+		}
+	}
+	rc = 0;
+	goto out;
+bad:
+	job_fail(r->j, rc, WRP_E_CHECKSUM, "corrupt replica file %s: %s", cur,
+		 err ? err : strerror(-rc));
+out:
+	ltx_dec_free(d);
+	free(page);
+	free(err);
+	return rc;
+}
+
+static int restore_cmp(const void *a, const void *b)
+{
+	const struct replica_file *x = a, *y = b;
+	if (x->max_txid != y->max_txid)
+		return x->max_txid < y->max_txid ? -1 : 1;
+	if (x->min_txid != y->min_txid)
+		return x->min_txid < y->min_txid ? -1 : 1;
+	return x->level - y->level;
+}
+
+int restore_run(struct job_ctx *j, json_t *args, json_t **result)
+{
+	const char *name = wrp_arg_string(args, "name");
+	const char *output = wrp_arg_string(args, "output");
+	const char *pit = wrp_arg_string(args, "point_in_time");
+	long long want_txid = wrp_arg_int(args, "txid", 0);
+	bool force = wrp_arg_bool(args, "force", false);
+	struct restore r = {.j = j, .name = name};
+	struct storage_listing l = {0};
+	size_t *plan = NULL;
+	char *tmp = NULL, *err = NULL, *walp = NULL, *shmp = NULL;
+	int out_fd = -1, rc;
+	bool made_tmp = false;
+	int64_t not_after = 0;
+
+	if (!replica_name_valid(name)) {
+		rc = job_fail(j, -EINVAL, WRP_E_INVALID,
+			      "invalid database name \"%s\": a name is a file name without its extension (no \"/\", not \"..\")",
+			      name);
+		goto out;
+	}
+	if (output[0] != '/') {
+		rc = job_fail(j, -EINVAL, WRP_E_INVALID,
+			      "output path must be absolute: %s", output);
+		goto out;
+	}
+	if (pit && util_parse_time(pit, &not_after) < 0) {
+		rc = job_fail(j, -EINVAL, WRP_E_INVALID,
+			      "point_in_time \"%s\" is not an ISO 8601 time such as 2024-01-15T10:30:00Z",
+			      pit);
+		goto out;
+	}
+	if (want_txid < 0) {
+		rc = job_fail(j, -EINVAL, WRP_E_INVALID, "txid must be >= 1");
+		goto out;
+	}
+	struct stat st;
+	if (stat(output, &st) == 0 && !S_ISREG(st.st_mode)) {
+		rc = job_fail(j, -EINVAL, WRP_E_INVALID,
+			      "output %s exists and is not a regular file", output);
+		goto out;
+	}
+	walp = util_strdup_printf("%s-wal", output);
+	shmp = util_strdup_printf("%s-shm", output);
+	if (stat(walp, &st) == 0 && st.st_size > 0 && !force) {
+		rc = job_fail(j, -EBUSY, WRP_E_IN_USE,
+			      "refusing to restore over %s: %s is not empty, so the database is in use; stop the application first or force the restore",
+			      output, walp);
+		goto out;
+	}
+
+	rc = job_open_storage(j, args, &r.s);
+	if (rc < 0)
+		goto out;
+	char *prefix = replica_prefix(storage_kind(r.s), name);
+	rc = storage_list_wait(r.s, prefix, NULL, &l, &err);
+	free(prefix);
+	if (rc < 0) {
+		rc = job_fail(j, rc, storage_error_code(rc), "cannot list the replica: %s",
+			      err ? err : strerror(-rc));
+		goto out;
+	}
+	r.files = calloc(l.nkeys + 1, sizeof *r.files);
+	r.fds = calloc(l.nkeys + 1, sizeof *r.fds);
+	plan = calloc(l.nkeys + 1, sizeof *plan);
+	if (!r.files || !r.fds || !plan) {
+		rc = job_fail(j, -ENOMEM, WRP_E_INTERNAL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < l.nkeys; i++)
+		if (replica_parse_key(storage_kind(r.s), name, l.keys[i],
+				      &r.files[r.n]) == 0)
+			r.n++;
+	qsort(r.files, r.n, sizeof *r.files, restore_cmp);
+	for (size_t i = 0; i < r.n + 1; i++)
+		r.fds[i] = -1;
+	if (r.n == 0) {
+		rc = job_fail(j, -ENOENT, WRP_E_NO_SNAPSHOT,
+			      "no backup of \"%s\" found in %s", name,
+			      storage_describe(r.s));
+		goto out;
+	}
+	uint64_t target = want_txid > 0 ? (uint64_t)want_txid : UINT64_MAX;
+	if (pit) {
+		rc = restore_timestamps(&r, target);
+		if (rc < 0)
+			goto out;
+	}
+	uint64_t reached, newest = 0;
+	size_t np = replica_plan(r.files, r.n, target, not_after, plan, &reached);
+	for (size_t i = 0; i < r.n; i++)
+		if (r.files[i].max_txid <= target &&
+		    (not_after <= 0 || r.files[i].timestamp <= not_after) &&
+		    r.files[i].max_txid > newest)
+			newest = r.files[i].max_txid;
+	if (np == 0) {
+		int64_t earliest = INT64_MAX;
+		uint64_t first = UINT64_MAX;
+		for (size_t i = 0; i < r.n; i++)
+			if (r.files[i].min_txid == 1) {
+				if (r.files[i].max_txid < first)
+					first = r.files[i].max_txid;
+				if (r.files[i].timestamp < earliest)
+					earliest = r.files[i].timestamp;
+			}
+		if (pit && earliest != INT64_MAX) {
+			char buf[48];
+			util_rfc3339_ms(earliest, buf, sizeof buf);
+			rc = job_fail(j, -ENOENT, WRP_E_BEFORE_FIRST,
+				      "point in time %s is before the first snapshot of \"%s\" (earliest available: %s)",
+				      pit, name, buf);
+		} else if (want_txid > 0 && first != UINT64_MAX) {
+			rc = job_fail(j, -ENOENT, WRP_E_BEFORE_FIRST,
+				      "txid %lld is before the first snapshot of \"%s\" (txid %" PRIu64 ")",
+				      want_txid, name, first);
+		} else {
+			rc = job_fail(j, -ENOENT, WRP_E_NO_SNAPSHOT,
+				      "no snapshot of \"%s\" found in %s", name,
+				      storage_describe(r.s));
+		}
+		goto out;
+	}
+	if (reached < newest) {
+		rc = job_fail(j, -EBADMSG, WRP_E_CHECKSUM,
+			      "the replica of \"%s\" has a gap: the chain stops at txid %" PRIu64 " but files reach txid %" PRIu64,
+			      name, reached, newest);
+		goto out;
+	}
+	if (want_txid > 0 && reached != (uint64_t)want_txid) {
+		rc = job_fail(j, -ENOENT, WRP_E_NO_SNAPSHOT,
+			      "txid %lld is not in the replica of \"%s\" (restorable up to %" PRIu64 ")",
+			      want_txid, name, reached);
+		goto out;
+	}
+	rc = restore_fetch(&r, plan, np);
+	if (rc < 0)
+		goto out;
+
+	tmp = util_strdup_printf("%s.tmp", output);
+	out_fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out_fd < 0) {
+		rc = job_fail(j, -errno, WRP_E_IO, "cannot create %s: %s", tmp,
+			      strerror(errno));
+		goto out;
+	}
+	made_tmp = true;
+	struct ltx_header last = {0};
+	uint64_t pages;
+	rc = restore_apply(&r, plan, np, out_fd, &last, &pages);
+	if (rc < 0)
+		goto out;
+	if (fsync(out_fd) < 0) {
+		rc = job_fail(j, -errno, WRP_E_IO, "fsync %s: %s", tmp,
+			      strerror(errno));
+		goto out;
+	}
+	job_event(j, "progress",
+		  json_pack("{s:s,s:I,s:I}", "phase", "verify", "done",
+			    (json_int_t)0, "total", (json_int_t)1));
+	if (last.commit > 0) {
+		rc = restore_integrity(tmp, &err);
+		if (rc < 0) {
+			rc = job_fail(j, rc, WRP_E_CHECKSUM, "%s", err);
+			goto out;
+		}
+	}
+	/* Replace <out>: stale -wal/-shm must not be replayed over it. */
+	unlink(walp);
+	unlink(shmp);
+	if (rename(tmp, output) < 0) {
+		rc = job_fail(j, -errno, WRP_E_IO, "cannot rename %s to %s: %s",
+			      tmp, output, strerror(errno));
+		goto out;
+	}
+	made_tmp = false;
+	util_fsync_dir(output);
+	char tsbuf[48];
+	util_rfc3339_ms(last.timestamp, tsbuf, sizeof tsbuf);
+	*result = json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:I,s:I}", "name", name,
+			    "output", output, "bucket", storage_describe(r.s),
+			    "txid", (json_int_t)last.max_txid, "timestamp",
+			    tsbuf, "files", (json_int_t)np, "pages",
+			    (json_int_t)last.commit, "bytes",
+			    (json_int_t)r.bytes);
+	log_info("restored %s to %s: txid %" PRIu64 ", %zu files", name,
+		 output, last.max_txid, np);
+	rc = 0;
+out:
+	if (out_fd >= 0)
+		close(out_fd);
+	if (made_tmp)
+		unlink(tmp);
+	for (size_t i = 0; r.files && i < r.n; i++) {
+		replica_file_clear(&r.files[i]);
+		if (r.fds[i] >= 0)
+			close(r.fds[i]);
+	}
+	free(r.files);
+	free(r.fds);
+	free(plan);
+	storage_listing_clear(&l);
+	storage_free(r.s);
+	free(tmp);
+	free(err);
+	free(walp);
+	free(shmp);
+	return rc;
+}

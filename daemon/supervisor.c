@@ -1,0 +1,450 @@
+/*
+ * supervisor.c: the walrustd supervisor process.
+ *
+ * Process model. The supervisor owns the control socket and the processes:
+ *
+ *   walrustd (supervisor) --- control socket <--- walrustctl, Python, ...
+ *     |-- walrustd --worker     one uv loop + storage; watched databases,
+ *     |                         listings; restarted with backoff if it dies
+ *     `-- walrustd --job        one per snapshot/restore; exits when done
+ *
+ * Workers and jobs are this same binary re-executed (uv_spawn of
+ * /proc/self/exe) with a socket pair on their fd 0 that carries protocol
+ * lines both ways (channel.c). A job receives the client's request (with
+ * the daemon's default bucket filled in), streams events and one reply,
+ * which we forward verbatim to the client: the job writes the wire format
+ * itself. Requests for the worker get a supervisor-chosen id so that two
+ * clients using the same id cannot collide; the reply's id is mapped back.
+ *
+ * Invariants:
+ *  - a client always gets exactly one reply per request it sent, unless it
+ *    disconnected first: a job that dies without replying yields an
+ *    "internal" error naming the signal or status, and a worker that dies
+ *    fails its in-flight requests;
+ *  - signal handlers only set flags (uv_signal delivers them on the loop);
+ *  - on SIGTERM/SIGINT/shutdown: stop accepting, let running jobs finish
+ *    (bounded), stop the worker, remove the socket, exit 0.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+struct pending {
+	struct pending *next;
+	json_int_t wid;       /* id sent to the worker */
+	json_t *client_id;    /* the client's own id */
+	struct client *client;
+};
+
+struct job {
+	uv_process_t proc;
+	struct channel *ch;
+	struct client *client;
+	json_t *id;
+	bool replied, exited, closed;
+	int64_t status;
+	int signal;
+};
+
+static struct {
+	uv_loop_t *loop;
+	struct supervisor_opts o;
+	int64_t started_ms;
+	bool stopping;
+	/* the worker */
+	uv_process_t *wproc;
+	struct channel *wch;
+	int wpid;
+	unsigned restarts;
+	uv_timer_t restart_timer;
+	struct pending *pending;
+	json_int_t next_wid;
+	/* jobs */
+	size_t jobs;
+	uv_timer_t stop_timer;
+	uv_signal_t sig_term, sig_int, sig_hup;
+} sv;
+
+const char *supervisor_default_bucket(void)
+{
+	return sv.o.default_bucket;
+}
+
+const char *supervisor_socket_path(void)
+{
+	return sv.o.socket_path;
+}
+
+int64_t supervisor_uptime_ms(void)
+{
+	return util_now_ms() - sv.started_ms;
+}
+
+size_t supervisor_job_count(void)
+{
+	return sv.jobs;
+}
+
+json_t *supervisor_workers_json(void)
+{
+	json_t *a = json_array();
+	json_array_append_new(a, json_pack("{s:i,s:i}", "pid", sv.wpid,
+					   "restarts", (int)sv.restarts));
+	return a;
+}
+
+static void supervisor_maybe_exit(void);
+
+/* ---------------------------------------------------------------- jobs */
+
+static void supervisor_job_free(struct job *jb)
+{
+	if (!jb->exited || !jb->closed)
+		return;
+	if (!jb->replied) {
+		json_t *r = jb->signal
+			? wrp_reply_error(jb->id, WRP_E_INTERNAL,
+					  "the job process was killed by signal %d (%s)",
+					  jb->signal, strsignal(jb->signal))
+			: wrp_reply_error(jb->id, WRP_E_INTERNAL,
+					  "the job process exited with status %lld without replying",
+					  (long long)jb->status);
+		client_send(jb->client, r);
+		json_decref(r);
+	}
+	client_unref(jb->client);
+	json_decref(jb->id);
+	free(jb);
+	sv.jobs--;
+	supervisor_maybe_exit();
+}
+
+static void supervisor_job_proc_closed(uv_handle_t *h)
+{
+	struct job *jb = h->data;
+	jb->exited = true;
+	supervisor_job_free(jb);
+}
+
+static void supervisor_job_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct job *jb = p->data;
+	jb->status = status;
+	jb->signal = sig;
+	if (sig)
+		log_warn("job %d killed by signal %d", p->pid, sig);
+	uv_close((uv_handle_t *)p, supervisor_job_proc_closed);
+}
+
+static void supervisor_job_line(struct channel *ch, const char *line,
+				size_t len, bool too_long)
+{
+	struct job *jb = ch->data;
+	if (too_long)
+		return;
+	/* A reply carries "ok"; events do not. Forward both verbatim. */
+	json_t *m = json_loadb(line, len, 0, NULL);
+	if (m && json_object_get(m, "ok"))
+		jb->replied = true;
+	json_decref(m);
+	client_send_line(jb->client, line, len);
+}
+
+static void supervisor_job_ch_closed(struct channel *ch)
+{
+	struct job *jb = ch->data;
+	jb->ch = NULL;
+	jb->closed = true;
+	supervisor_job_free(jb);
+}
+
+static void supervisor_fill_defaults(json_t *request)
+{
+	json_t *args = json_object_get(request, "args");
+	if (!args) {
+		args = json_object();
+		json_object_set_new(request, "args", args);
+	}
+	if (!json_object_get(args, "bucket") && sv.o.default_bucket)
+		json_object_set_new(args, "bucket",
+				    json_string(sv.o.default_bucket));
+}
+
+static int supervisor_spawn(uv_process_t *proc, uv_pipe_t *pipe,
+			    const char *role, uv_exit_cb on_exit)
+{
+	char *args[] = {(char *)sv.o.self_exe, (char *)role, NULL};
+	uv_stdio_container_t stdio[3];
+	stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+	stdio[0].data.stream = (uv_stream_t *)pipe;
+	stdio[1].flags = UV_INHERIT_FD;
+	stdio[1].data.fd = 2;
+	stdio[2].flags = UV_INHERIT_FD;
+	stdio[2].data.fd = 2;
+	uv_process_options_t opt = {
+		.exit_cb = on_exit,
+		.file = sv.o.self_exe,
+		.args = args,
+		.stdio_count = 3,
+		.stdio = stdio,
+	};
+	return uv_spawn(sv.loop, proc, &opt);
+}
+
+void supervisor_start_job(struct client *c, json_t *request)
+{
+	json_t *id = json_object_get(request, "id");
+	if (sv.stopping) {
+		json_t *r = wrp_reply_error(id, WRP_E_SHUTTING_DOWN,
+					    "walrustd is shutting down");
+		client_send(c, r);
+		json_decref(r);
+		return;
+	}
+	supervisor_fill_defaults(request);
+	struct job *jb = calloc(1, sizeof *jb);
+	uv_pipe_t *pipe = malloc(sizeof *pipe);
+	uv_pipe_init(sv.loop, pipe, 0);
+	jb->proc.data = jb;
+	jb->id = json_incref(id);
+	jb->client = c;
+	int rc = supervisor_spawn(&jb->proc, pipe, "--job", supervisor_job_exit);
+	if (rc < 0) {
+		json_t *r = wrp_reply_error(id, WRP_E_INTERNAL,
+					    "cannot start a job process: %s",
+					    uv_strerror(rc));
+		client_send(c, r);
+		json_decref(r);
+		json_decref(jb->id);
+		uv_close((uv_handle_t *)pipe, (uv_close_cb)free);
+		uv_close((uv_handle_t *)&jb->proc, (uv_close_cb)free);
+		return;
+	}
+	c->refs++;
+	sv.jobs++;
+	jb->ch = channel_new((uv_stream_t *)pipe, supervisor_job_line,
+			     supervisor_job_ch_closed, jb);
+	channel_start(jb->ch);
+	channel_send(jb->ch, request);
+	log_debug("job %d: %s", jb->proc.pid,
+		  json_string_value(json_object_get(request, "cmd")));
+}
+
+/* -------------------------------------------------------------- worker */
+
+static void supervisor_worker_start(void);
+
+static void supervisor_worker_line(struct channel *ch, const char *line,
+				   size_t len, bool too_long)
+{
+	(void)ch;
+	if (too_long)
+		return;
+	json_t *m = json_loadb(line, len, 0, NULL);
+	json_t *id = json_object_get(m, "id");
+	if (!json_is_integer(id)) {
+		json_decref(m);
+		return;
+	}
+	json_int_t wid = json_integer_value(id);
+	for (struct pending **pp = &sv.pending; *pp; pp = &(*pp)->next) {
+		struct pending *p = *pp;
+		if (p->wid != wid)
+			continue;
+		json_object_set(m, "id", p->client_id);
+		client_send(p->client, m);
+		if (json_object_get(m, "ok")) {
+			*pp = p->next;
+			client_unref(p->client);
+			json_decref(p->client_id);
+			free(p);
+		}
+		break;
+	}
+	json_decref(m);
+}
+
+static void supervisor_worker_fail_pending(const char *why)
+{
+	while (sv.pending) {
+		struct pending *p = sv.pending;
+		sv.pending = p->next;
+		json_t *r = wrp_reply_error(p->client_id, WRP_E_INTERNAL, "%s", why);
+		client_send(p->client, r);
+		json_decref(r);
+		client_unref(p->client);
+		json_decref(p->client_id);
+		free(p);
+	}
+}
+
+static void supervisor_worker_ch_closed(struct channel *ch)
+{
+	(void)ch;
+	sv.wch = NULL;
+}
+
+static void supervisor_worker_restart(uv_timer_t *t)
+{
+	(void)t;
+	if (!sv.stopping)
+		supervisor_worker_start();
+}
+
+static void supervisor_worker_exit(uv_process_t *p, int64_t status, int sig)
+{
+	uv_close((uv_handle_t *)p, (uv_close_cb)free);
+	sv.wproc = NULL;
+	sv.wpid = 0;
+	if (sv.wch)
+		channel_close(sv.wch);
+	supervisor_worker_fail_pending("the worker process exited; retry the request");
+	if (sv.stopping) {
+		supervisor_maybe_exit();
+		return;
+	}
+	sv.restarts++;
+	uint64_t delay = 100u << (sv.restarts < 6 ? sv.restarts : 6);
+	if (delay > 5000)
+		delay = 5000;
+	log_warn("worker exited (status %lld, signal %d); restarting in %llu ms",
+		 (long long)status, sig, (unsigned long long)delay);
+	uv_timer_start(&sv.restart_timer, supervisor_worker_restart, delay, 0);
+}
+
+static void supervisor_worker_start(void)
+{
+	uv_process_t *proc = calloc(1, sizeof *proc);
+	uv_pipe_t *pipe = malloc(sizeof *pipe);
+	uv_pipe_init(sv.loop, pipe, 0);
+	int rc = supervisor_spawn(proc, pipe, "--worker", supervisor_worker_exit);
+	if (rc < 0) {
+		log_error("cannot start a worker: %s", uv_strerror(rc));
+		uv_close((uv_handle_t *)pipe, (uv_close_cb)free);
+		uv_close((uv_handle_t *)proc, (uv_close_cb)free);
+		sv.restarts++;
+		uv_timer_start(&sv.restart_timer, supervisor_worker_restart,
+			       1000, 0);
+		return;
+	}
+	sv.wproc = proc;
+	sv.wpid = proc->pid;
+	sv.wch = channel_new((uv_stream_t *)pipe, supervisor_worker_line,
+			     supervisor_worker_ch_closed, NULL);
+	channel_start(sv.wch);
+	log_info("worker %d started", proc->pid);
+}
+
+void supervisor_to_worker(struct client *c, json_t *request)
+{
+	json_t *id = json_object_get(request, "id");
+	if (sv.stopping || !sv.wch) {
+		json_t *r = wrp_reply_error(
+			id, sv.stopping ? WRP_E_SHUTTING_DOWN : WRP_E_INTERNAL,
+			"%s", sv.stopping ? "walrustd is shutting down"
+					  : "the worker is restarting; retry");
+		client_send(c, r);
+		json_decref(r);
+		return;
+	}
+	supervisor_fill_defaults(request);
+	struct pending *p = calloc(1, sizeof *p);
+	p->wid = ++sv.next_wid;
+	p->client_id = json_incref(id);
+	p->client = c;
+	c->refs++;
+	p->next = sv.pending;
+	sv.pending = p;
+	json_object_set_new(request, "id", json_integer(p->wid));
+	channel_send(sv.wch, request);
+	json_object_set(request, "id", p->client_id);
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+static void supervisor_close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void supervisor_maybe_exit(void)
+{
+	if (!sv.stopping || sv.jobs > 0 || sv.wproc)
+		return;
+	uv_stop(sv.loop);
+}
+
+static void supervisor_stop_timeout(uv_timer_t *t)
+{
+	(void)t;
+	log_warn("jobs still running after the grace period; stopping them");
+	if (sv.wproc)
+		uv_process_kill(sv.wproc, SIGKILL);
+	/* Jobs are in the process group? No: kill them one by one. */
+	uv_stop(sv.loop);
+}
+
+void supervisor_shutdown(void)
+{
+	if (sv.stopping)
+		return;
+	sv.stopping = true;
+	log_info("shutting down");
+	control_stop();
+	uv_timer_stop(&sv.restart_timer);
+	if (sv.wch)
+		channel_close(sv.wch); /* the worker exits on EOF */
+	if (sv.wproc)
+		uv_process_kill(sv.wproc, SIGTERM);
+	uv_timer_start(&sv.stop_timer, supervisor_stop_timeout, 60000, 0);
+	supervisor_maybe_exit();
+}
+
+static void supervisor_on_signal(uv_signal_t *s, int signum)
+{
+	(void)s;
+	if (signum == SIGHUP) {
+		log_info("SIGHUP: configuration reload is not supported yet");
+		return;
+	}
+	supervisor_shutdown();
+}
+
+int supervisor_main(const struct supervisor_opts *o)
+{
+	char *err = NULL;
+	sv.o = *o;
+	sv.loop = uv_default_loop();
+	sv.started_ms = util_now_ms();
+	signal(SIGPIPE, SIG_IGN);
+	uv_timer_init(sv.loop, &sv.restart_timer);
+	uv_timer_init(sv.loop, &sv.stop_timer);
+	uv_signal_init(sv.loop, &sv.sig_term);
+	uv_signal_init(sv.loop, &sv.sig_int);
+	uv_signal_init(sv.loop, &sv.sig_hup);
+	uv_signal_start(&sv.sig_term, supervisor_on_signal, SIGTERM);
+	uv_signal_start(&sv.sig_int, supervisor_on_signal, SIGINT);
+	uv_signal_start(&sv.sig_hup, supervisor_on_signal, SIGHUP);
+	if (control_listen(sv.loop, o->socket_path, &err) < 0) {
+		log_error("%s", err);
+		free(err);
+		return 1;
+	}
+	supervisor_worker_start();
+	log_info("walrustd %s listening on %s (default replica %s)",
+		 WALRUST_VERSION, o->socket_path, o->default_bucket);
+	uv_run(sv.loop, UV_RUN_DEFAULT);
+	control_stop();
+	uv_walk(sv.loop, supervisor_close_walk, NULL);
+	uv_run(sv.loop, UV_RUN_DEFAULT);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,139 @@
+/* walrustd.c: main and role selection. The same binary is the supervisor
+ * (default), a worker (--worker) or a one-shot job (--job); see
+ * supervisor.c for the process model. */
+#include "config.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+static void walrustd_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: walrustd [options]\n"
+		"  -s, --socket PATH      control socket (default: $WALRUST_SOCKET,\n"
+		"                         else $XDG_RUNTIME_DIR/walrust/walrustd.sock,\n"
+		"                         else /tmp/walrust-UID/walrustd.sock)\n"
+		"  -r, --replica URL      default replica when a request names none\n"
+		"                         (s3://bucket[/prefix] or file:///dir; default\n"
+		"                         $WALRUST_REPLICA, else file://$XDG_DATA_HOME/walrust/replica)\n"
+		"  -l, --log-level LEVEL  debug, info, warn or error (default info)\n"
+		"  -V, --version          print the version and exit\n"
+		"  -h, --help             this help\n"
+		"See walrustd(8).\n");
+}
+
+static char *walrustd_default_replica(void)
+{
+	const char *env = getenv("WALRUST_REPLICA");
+	if (env && *env)
+		return strdup(env);
+	const char *xdg = getenv("XDG_DATA_HOME");
+	if (xdg && xdg[0] == '/')
+		return util_strdup_printf("file://%s/walrust/replica", xdg);
+	const char *home = getenv("HOME");
+	if (home && home[0] == '/')
+		return util_strdup_printf("file://%s/.local/share/walrust/replica",
+					  home);
+	return strdup("file:///var/lib/walrust/replica");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"replica", required_argument, NULL, 'r'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"worker", no_argument, NULL, 'W'},
+		{"job", no_argument, NULL, 'J'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *socket_opt = NULL, *replica_opt = NULL;
+	int level = LOG_INFO, role = 0, c;
+	const char *lv = getenv("WALRUST_LOG_LEVEL");
+	if (lv && log_parse_level(lv) >= 0)
+		level = log_parse_level(lv);
+	while ((c = getopt_long(argc, argv, "s:r:l:Vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			socket_opt = optarg;
+			break;
+		case 'r':
+			replica_opt = optarg;
+			break;
+		case 'l':
+			level = log_parse_level(optarg);
+			if (level < 0) {
+				fprintf(stderr, "walrustd: bad log level %s\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'W':
+		case 'J':
+			role = c;
+			break;
+		case 'V':
+			printf("walrustd %s\n", WALRUST_VERSION);
+			return 0;
+		case 'h':
+			walrustd_usage(stdout);
+			return 0;
+		default:
+			walrustd_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "walrustd: unexpected argument %s\n", argv[optind]);
+		walrustd_usage(stderr);
+		return 2;
+	}
+	/* Children inherit the level through the environment. */
+	static const char *const names[] = {"debug", "info", "warn", "error"};
+	setenv("WALRUST_LOG_LEVEL", names[level], 1);
+	if (role == 'W') {
+		log_init("worker", level);
+		return worker_main();
+	}
+	if (role == 'J') {
+		log_init("job", level);
+		return job_main();
+	}
+	log_init("supervisor", level);
+	char sockbuf[PATH_MAX], exe[PATH_MAX];
+	if (socket_opt) {
+		if (strlen(socket_opt) >= 108) {
+			fprintf(stderr, "walrustd: socket path too long: %s\n",
+				socket_opt);
+			return 2;
+		}
+		snprintf(sockbuf, sizeof sockbuf, "%s", socket_opt);
+	} else if (wrp_socket_path(sockbuf, sizeof sockbuf) < 0) {
+		fprintf(stderr, "walrustd: socket path too long\n");
+		return 2;
+	}
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0) {
+		fprintf(stderr, "walrustd: cannot find my own executable\n");
+		return 1;
+	}
+	exe[n] = '\0';
+	char *replica = replica_opt ? strdup(replica_opt)
+				    : walrustd_default_replica();
+	struct supervisor_opts o = {
+		.socket_path = sockbuf,
+		.default_bucket = replica,
+		.self_exe = exe,
+	};
+	int rc = supervisor_main(&o);
+	free(replica);
+	return rc;
+}

@@ -1,0 +1,121 @@
+/* worker.c: a worker process (`walrustd --worker`). One uv loop; requests
+ * forwarded by the supervisor arrive on fd 0 as protocol lines (with the
+ * supervisor's own ids) and are answered there, asynchronously, so one slow
+ * listing does not hold up another. Continuous replication of the
+ * databases assigned to this worker runs on the same loop. The worker
+ * exits when its channel to the supervisor closes. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+static uv_loop_t *worker_loop;
+static struct channel *worker_ch;
+
+static void worker_req_closed(uv_handle_t *h)
+{
+	struct worker_req *r = h->data;
+	storage_free(r->storage);
+	json_decref(r->id);
+	json_decref(r->args);
+	free(h);
+	free(r);
+}
+
+/* Free the request on the next loop turn: we may be inside a callback of
+ * its storage. */
+static void worker_req_finish(uv_timer_t *t)
+{
+	uv_close((uv_handle_t *)t, worker_req_closed);
+}
+
+static void worker_req_end(struct worker_req *r, json_t *reply)
+{
+	if (worker_ch)
+		channel_send(worker_ch, reply);
+	json_decref(reply);
+	uv_timer_t *t = malloc(sizeof *t);
+	uv_timer_init(worker_loop, t);
+	t->data = r;
+	uv_timer_start(t, worker_req_finish, 0, 0);
+}
+
+void worker_reply(struct worker_req *r, json_t *result)
+{
+	worker_req_end(r, wrp_reply_ok(r->id, result));
+}
+
+void worker_fail(struct worker_req *r, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *m = NULL;
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	worker_req_end(r, wrp_reply_error(r->id, code, "%s", m ? m : code));
+	free(m);
+}
+
+static void worker_on_line(struct channel *ch, const char *line, size_t len,
+			   bool too_long)
+{
+	const struct wrp_command *wc;
+	json_t *reply = NULL;
+	if (too_long)
+		return;
+	json_t *req = wrp_parse_request(line, len, &wc, &reply);
+	if (!req) {
+		channel_send(ch, reply);
+		json_decref(reply);
+		return;
+	}
+	const struct cmd *cmd = cmd_find(wc->name);
+	struct worker_req *r = calloc(1, sizeof *r);
+	r->id = json_incref(json_object_get(req, "id"));
+	r->args = json_incref(json_object_get(req, "args"));
+	if (!r->args)
+		r->args = json_object();
+	json_decref(req);
+	if (!cmd || cmd->where != CMD_WORKER) {
+		worker_fail(r, WRP_E_INTERNAL, "%s is not a worker command",
+			    wc->name);
+		return;
+	}
+	const char *code = WRP_E_STORAGE;
+	char *err = NULL;
+	if (cmd_open_storage(worker_loop, r->args, &r->storage, &code, &err) < 0) {
+		worker_fail(r, code, "%s", err ? err : "cannot open storage");
+		free(err);
+		return;
+	}
+	cmd->start(r);
+}
+
+static void worker_on_close(struct channel *ch)
+{
+	(void)ch;
+	worker_ch = NULL;
+	uv_stop(worker_loop);
+}
+
+int worker_main(void)
+{
+	worker_loop = uv_default_loop();
+	uv_pipe_t *p = malloc(sizeof *p);
+	uv_pipe_init(worker_loop, p, 0);
+	if (uv_pipe_open(p, 0) < 0) {
+		log_error("worker: fd 0 is not a pipe to the supervisor");
+		return 1;
+	}
+	worker_ch = channel_new((uv_stream_t *)p, worker_on_line,
+				worker_on_close, NULL);
+	channel_start(worker_ch);
+	log_debug("worker started");
+	uv_run(worker_loop, UV_RUN_DEFAULT);
+	return 0;
+}
