@@ -97,7 +97,8 @@ static void ctl_help(FILE *f)
 	      "messages\n"
 	      "      --at TIME         restore: state at TIME (RFC 3339)\n"
 	      "      --txid N          restore: state at transaction ID N\n"
-	      "      --force           restore: replace an existing OUTPUT\n"
+	      "      --force           restore: even over a database in use "
+	      "(non-empty -wal)\n"
 	      "  -h, --help            this help\n"
 	      "  -V, --version         the version\n"
 	      "\n"
@@ -703,8 +704,6 @@ int main(int argc, char **argv)
 	if ((at || txid || force) && strcmp(c.cmd, "restore"))
 		return ctl_usage_error("--at, --txid and --force are options "
 				       "of restore");
-	if (at && txid)
-		return ctl_usage_error("--at and --txid exclude each other");
 	if (txid) {
 		errno = 0;
 		txid_val = strtoll(txid, &end, 10);

@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -154,6 +155,13 @@ int snapshot_run(struct job_ctx *j, json_t *args, json_t **result)
 	if (src.db_fd < 0) {
 		rc = job_fail(j, -errno, WRP_E_NOT_FOUND,
 			      "cannot open database %s: %s", path,
+			      strerror(errno));
+		goto out;
+	}
+	/* One snapshot of a database at a time (across processes), so each
+	 * gets its own TXID. flock does not touch SQLite's POSIX locks. */
+	if (flock(src.db_fd, LOCK_EX) < 0) {
+		rc = job_fail(j, -errno, WRP_E_IO, "cannot lock %s: %s", path,
 			      strerror(errno));
 		goto out;
 	}

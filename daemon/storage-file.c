@@ -135,7 +135,9 @@ static int storage_file_put(struct storage *s, const char *key, int fd,
 	op->cb = cb;
 	op->arg = arg;
 	char *path = storage_file_path(f, key);
-	char *tmp = util_strdup_printf("%s.tmp", path);
+	/* Unique per writer: two processes may put the same key at once. */
+	static unsigned seq;
+	char *tmp = util_strdup_printf("%s.%d.%u.tmp", path, (int)getpid(), seq++);
 	char *dir = strdup(path);
 	int out = -1, rc;
 	*strrchr(dir, '/') = '\0';

@@ -538,7 +538,7 @@ json_t *wrp_parse_request(const char *line, size_t len,
 
 	if (len > WRP_MAX_CONTENT) {
 		code = WRP_E_TOO_LONG;
-		if (asprintf(&msg, "line longer than %d bytes",
+		if (asprintf(&msg, "request line longer than %d bytes",
 			     WRP_MAX_LINE) < 0)
 			msg = NULL;
 		goto fail;

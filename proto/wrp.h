@@ -78,7 +78,8 @@ void wrp_reader_clear(struct wrp_reader *r);
 char *wrp_encode(const json_t *msg, size_t *len);
 
 /* ---- building messages (each returns a new reference) ---- */
-json_t *wrp_request(json_t *id, const char *cmd, json_t *args); /* steals args */
+/* wrp_request steals both id and args (NULL args: {}). */
+json_t *wrp_request(json_t *id, const char *cmd, json_t *args);
 json_t *wrp_reply_ok(const json_t *id, json_t *result);         /* steals */
 json_t *wrp_reply_error(const json_t *id, const char *code, const char *fmt,
 			...) __attribute__((format(printf, 3, 4)));
