@@ -1,23 +1,46 @@
-/* cmd-status.c: `status`, the daemon's processes and state. Supervisor. */
+/* cmd-status.c: `status`: the daemon's processes and, from the worker,
+ * each watched database's position, lag and last error. */
 #include "config.h"
 
 #include <unistd.h>
 
 #include "daemon.h"
 
-static void cmd_status_run(struct client *c, json_t *req)
+json_t *supervisor_status(json_t *databases)
 {
-	json_t *res = json_pack(
-		"{s:s,s:i,s:I,s:s,s:s,s:o,s:I,s:[]}", "version", WALRUST_VERSION,
-		"pid", (int)getpid(), "uptime_ms",
-		(json_int_t)supervisor_uptime_ms(), "socket",
-		supervisor_socket_path(), "default_bucket",
-		supervisor_default_bucket(), "workers", supervisor_workers_json(),
-		"jobs", (json_int_t)supervisor_job_count(), "databases");
-	json_t *r = wrp_reply_ok(json_object_get(req, "id"), res);
-	client_send(c, r);
-	json_decref(r);
+	return json_pack("{s:s,s:i,s:I,s:s,s:s,s:o,s:I,s:o}", "version",
+			 WALRUST_VERSION, "pid", (int)getpid(), "uptime_ms",
+			 (json_int_t)supervisor_uptime_ms(), "socket",
+			 supervisor_socket_path(), "default_bucket",
+			 supervisor_default_bucket(), "workers",
+			 supervisor_workers_json(), "jobs",
+			 (json_int_t)supervisor_job_count(), "databases",
+			 databases ? databases : json_array());
 }
 
-const struct cmd cmd_status = {
-	.name = "status", .where = CMD_SUPERVISOR, .run = cmd_status_run};
+/* Supervisor: merge the worker's databases into the full result. */
+static void cmd_status_hook(json_t *request, json_t *reply)
+{
+	(void)request;
+	json_t *res = json_object_get(reply, "result");
+	if (!json_is_object(res))
+		return; /* an error reply passes through */
+	json_t *dbs = json_incref(json_object_get(res, "databases"));
+	json_object_set_new(reply, "result", supervisor_status(dbs));
+}
+
+static void cmd_status_run(struct client *c, json_t *req)
+{
+	supervisor_to_worker(c, req, cmd_status_hook);
+}
+
+/* Worker: the watched databases. */
+static void cmd_status_start(struct worker_req *r)
+{
+	worker_reply(r, json_pack("{s:o}", "databases", worker_dbs_status()));
+}
+
+const struct cmd cmd_status = {.name = "status",
+			       .where = CMD_SUPERVISOR,
+			       .run = cmd_status_run,
+			       .start = cmd_status_start};

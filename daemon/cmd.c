@@ -12,6 +12,7 @@
 static const struct cmd *const cmd_table[] = {
 	&cmd_hello, &cmd_status, &cmd_shutdown,
 	&cmd_snapshot, &cmd_restore, &cmd_list,
+	&cmd_watch, &cmd_unwatch, &cmd_sync,
 };
 
 const struct cmd *cmd_find(const char *name)
@@ -59,10 +60,16 @@ void cmd_dispatch(struct client *c, const char *line, size_t len,
 		cmd->run(c, req);
 		break;
 	case CMD_WORKER:
-		supervisor_to_worker(c, req);
+		supervisor_to_worker(c, req, NULL);
 		break;
 	case CMD_JOB:
-		supervisor_start_job(c, req);
+		/* A watched database is the worker's (see cmd-snapshot.c). */
+		if (cmd->start &&
+		    supervisor_watching(wrp_arg_string(
+			    json_object_get(req, "args"), "database")))
+			supervisor_to_worker(c, req, NULL);
+		else
+			supervisor_start_job(c, req);
 		break;
 	}
 out:

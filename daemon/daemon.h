@@ -84,7 +84,43 @@ size_t replica_plan(const struct replica_file *files, size_t n,
 		    uint64_t target, int64_t not_after, size_t *out,
 		    uint64_t *reached);
 
+/* ----------------------------------------------------------------- db.c */
+/* Continuous replication of one database (see the essay in db.c). */
+struct db;
+enum db_state { DB_STARTING, DB_REPLICATING, DB_STOPPING, DB_ERROR };
+/* status 0: txid is in the replica; -ETIMEDOUT, -ECANCELED otherwise. */
+typedef void (*db_wait_cb)(void *arg, int status, uint64_t txid,
+			   const char *why);
+typedef void (*db_snapshot_cb)(void *arg, int status, uint64_t txid,
+			       uint64_t bytes, const char *err);
+typedef void (*db_stopped_cb)(struct db *d, void *arg);
+/* Takes ownership of `s` on success. */
+int db_new(struct db **out, uv_loop_t *loop, const char *path,
+	   struct storage *s, json_t *args, int64_t interval_ms, char **err);
+/* Final capture and upload, then close; cb when freed. */
+void db_stop(struct db *d, db_stopped_cb cb, void *arg);
+/* Durability barrier: cb once all committed before the call is shipped. */
+void db_sync(struct db *d, int64_t timeout_ms, db_wait_cb cb, void *arg);
+/* A level-9 snapshot file at the current TXID. */
+void db_snapshot(struct db *d, db_snapshot_cb cb, void *arg);
+const char *db_path(const struct db *d);
+const char *db_name(const struct db *d);
+uint64_t db_txid(const struct db *d);
+json_t *db_status(const struct db *d);
+
 /* ------------------------------------------------------------ snapshot.c */
+/* A page source for a consistent image: the database file overlaid with the
+ * newest committed WAL frame of each page (frames whose salts no longer
+ * match the scan fall back to the database file; see snapshot.c). */
+struct snapshot_src {
+	int db_fd;
+	struct wal_index *wal; /* NULL: database file only */
+	int wal_fd;
+	uint32_t page_size;
+	uint8_t *frame; /* buffer: WAL frame header + page */
+};
+int snapshot_read_page(struct snapshot_src *src, uint32_t pgno, uint8_t *page,
+		       char **err);
 struct job_ctx; /* job.c */
 int snapshot_run(struct job_ctx *j, json_t *args, json_t **result);
 
@@ -164,8 +200,15 @@ size_t supervisor_job_count(void);
 void supervisor_shutdown(void);
 /* Run a request in a job process; its events and reply go to the client. */
 void supervisor_start_job(struct client *c, json_t *request);
-/* Forward a request to the worker; the reply goes to the client. */
-void supervisor_to_worker(struct client *c, json_t *request);
+/* Forward a request to the worker; the reply goes to the client (after
+ * `hook`, when given, has looked at or rewritten it). */
+typedef void (*supervisor_hook)(json_t *request, json_t *reply);
+void supervisor_to_worker(struct client *c, json_t *request,
+			  supervisor_hook hook);
+/* Whether the worker replicates this database (by absolute path). */
+bool supervisor_watching(const char *path);
+/* Fill the supervisor's part of a status result. */
+json_t *supervisor_status(json_t *databases);
 
 /* -------------------------------------------------------------- worker.c */
 /* The worker process (`walrustd --worker`): one uv loop and the async
@@ -177,6 +220,11 @@ struct worker_req {
 	struct storage *storage; /* opened for this request, freed by reply */
 };
 void worker_reply(struct worker_req *r, json_t *result);
+/* The databases this worker watches. */
+struct db *worker_db_find(const char *path);
+void worker_db_add(struct db *d);
+void worker_db_remove(struct db *d);
+json_t *worker_dbs_status(void);
 void worker_fail(struct worker_req *r, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* storage_new from a request's bucket/endpoint/aws args (job or worker). */
@@ -194,12 +242,14 @@ struct cmd {
 	/* CMD_JOB: executed in a job process; returns 0 with *result, or <0
 	 * with j->code/j->message set. */
 	int (*exec)(struct job_ctx *j, json_t *args, json_t **result);
-	/* CMD_WORKER: started in the worker; finishes with worker_reply or
-	 * worker_fail. */
+	/* CMD_WORKER (or a job command for a watched database): started in
+	 * the worker; finishes with worker_reply or worker_fail. */
 	void (*start)(struct worker_req *r);
+	/* The worker opens the request's storage before start. */
+	bool storage;
 };
 extern const struct cmd cmd_hello, cmd_status, cmd_shutdown, cmd_snapshot,
-	cmd_restore, cmd_list;
+	cmd_restore, cmd_list, cmd_watch, cmd_unwatch, cmd_sync;
 const struct cmd *cmd_find(const char *name);
 /* Handle one request line from a client (supervisor side). */
 void cmd_dispatch(struct client *c, const char *line, size_t len,

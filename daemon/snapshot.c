@@ -29,11 +29,6 @@
 
 #include "daemon.h"
 
-static int snapshot_write(void *ctx, const void *buf, size_t len)
-{
-	return util_write_all(*(int *)ctx, buf, len);
-}
-
 /* Highest TXID already in the replica for `name` (0 when none). */
 static int snapshot_max_txid(struct job_ctx *j, struct storage *s,
 			     const char *name, uint64_t *max)
@@ -61,17 +56,9 @@ static int snapshot_max_txid(struct job_ctx *j, struct storage *s,
 	return 0;
 }
 
-struct snapshot_src {
-	int db_fd;
-	struct wal_index *wal;
-	int wal_fd;
-	uint32_t page_size;
-	uint8_t *frame; /* WAL frame header + page */
-};
-
-/* Read page pgno of the snapshot image into page. */
-static int snapshot_read_page(struct snapshot_src *src, uint32_t pgno,
-			      uint8_t *page, char **err)
+/* Read page pgno of the image into page. */
+int snapshot_read_page(struct snapshot_src *src, uint32_t pgno, uint8_t *page,
+		       char **err)
 {
 	uint32_t ps = src->page_size;
 	if (src->wal) {
@@ -262,7 +249,7 @@ int snapshot_run(struct job_ctx *j, json_t *args, json_t **result)
 		.max_txid = txid,
 		.timestamp = ts,
 	};
-	rc = ltx_enc_new(&enc, &h, snapshot_write, &tmp, &err);
+	rc = ltx_enc_new(&enc, &h, util_write_cb, &tmp, &err);
 	if (rc < 0) {
 		rc = job_fail(j, rc, WRP_E_INTERNAL, "ltx: %s", err);
 		goto out;

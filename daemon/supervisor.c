@@ -39,7 +39,17 @@ struct pending {
 	struct pending *next;
 	json_int_t wid;       /* id sent to the worker */
 	json_t *client_id;    /* the client's own id */
-	struct client *client;
+	struct client *client; /* NULL for the supervisor's own requests */
+	json_t *request;
+	supervisor_hook hook;
+};
+
+/* The watched databases and the requests that started them, replayed to a
+ * restarted worker. */
+struct watched {
+	struct watched *next;
+	char *path;
+	json_t *request;
 };
 
 struct job {
@@ -65,6 +75,7 @@ static struct {
 	uv_timer_t restart_timer;
 	struct pending *pending;
 	json_int_t next_wid;
+	struct watched *watched;
 	/* jobs */
 	size_t jobs;
 	uv_timer_t stop_timer;
@@ -239,6 +250,7 @@ void supervisor_start_job(struct client *c, json_t *request)
 /* -------------------------------------------------------------- worker */
 
 static void supervisor_worker_start(void);
+static void supervisor_rewatch(void);
 
 static void supervisor_worker_line(struct channel *ch, const char *line,
 				   size_t len, bool too_long)
@@ -258,11 +270,17 @@ static void supervisor_worker_line(struct channel *ch, const char *line,
 		if (p->wid != wid)
 			continue;
 		json_object_set(m, "id", p->client_id);
-		client_send(p->client, m);
-		if (json_object_get(m, "ok")) {
+		bool final = json_object_get(m, "ok") != NULL;
+		if (final && p->hook)
+			p->hook(p->request, m);
+		if (p->client)
+			client_send(p->client, m);
+		if (final) {
 			*pp = p->next;
-			client_unref(p->client);
+			if (p->client)
+				client_unref(p->client);
 			json_decref(p->client_id);
+			json_decref(p->request);
 			free(p);
 		}
 		break;
@@ -276,10 +294,13 @@ static void supervisor_worker_fail_pending(const char *why)
 		struct pending *p = sv.pending;
 		sv.pending = p->next;
 		json_t *r = wrp_reply_error(p->client_id, WRP_E_INTERNAL, "%s", why);
-		client_send(p->client, r);
+		if (p->client) {
+			client_send(p->client, r);
+			client_unref(p->client);
+		}
 		json_decref(r);
-		client_unref(p->client);
 		json_decref(p->client_id);
+		json_decref(p->request);
 		free(p);
 	}
 }
@@ -339,9 +360,63 @@ static void supervisor_worker_start(void)
 			     supervisor_worker_ch_closed, NULL);
 	channel_start(sv.wch);
 	log_info("worker %d started", proc->pid);
+	supervisor_rewatch();
 }
 
-void supervisor_to_worker(struct client *c, json_t *request)
+static void supervisor_watch_hook(json_t *request, json_t *reply)
+{
+	if (json_object_get(reply, "ok") != json_true())
+		return;
+	const char *path = wrp_arg_string(json_object_get(request, "args"),
+					  "database");
+	const char *cmd = json_string_value(json_object_get(request, "cmd"));
+	struct watched **pp = &sv.watched;
+	while (*pp && strcmp((*pp)->path, path) != 0)
+		pp = &(*pp)->next;
+	if (strcmp(cmd, "unwatch") == 0 && *pp) {
+		struct watched *w = *pp;
+		*pp = w->next;
+		free(w->path);
+		json_decref(w->request);
+		free(w);
+	} else if (strcmp(cmd, "watch") == 0 && !*pp) {
+		struct watched *w = calloc(1, sizeof *w);
+		w->path = strdup(path);
+		w->request = json_deep_copy(request);
+		w->next = sv.watched;
+		sv.watched = w;
+	}
+}
+
+bool supervisor_watching(const char *path)
+{
+	for (struct watched *w = path ? sv.watched : NULL; w; w = w->next)
+		if (strcmp(w->path, path) == 0)
+			return true;
+	return false;
+}
+
+static void supervisor_send_worker(struct client *c, json_t *request,
+				   supervisor_hook hook)
+{
+	struct pending *p = calloc(1, sizeof *p);
+	p->wid = ++sv.next_wid;
+	p->client_id = json_incref(json_object_get(request, "id"));
+	p->client = c;
+	p->request = json_incref(request);
+	p->hook = hook;
+	if (c)
+		c->refs++;
+	p->next = sv.pending;
+	sv.pending = p;
+	json_t *copy = json_copy(request);
+	json_object_set_new(copy, "id", json_integer(p->wid));
+	channel_send(sv.wch, copy);
+	json_decref(copy);
+}
+
+void supervisor_to_worker(struct client *c, json_t *request,
+			  supervisor_hook hook)
 {
 	json_t *id = json_object_get(request, "id");
 	if (sv.stopping || !sv.wch) {
@@ -354,16 +429,19 @@ void supervisor_to_worker(struct client *c, json_t *request)
 		return;
 	}
 	supervisor_fill_defaults(request);
-	struct pending *p = calloc(1, sizeof *p);
-	p->wid = ++sv.next_wid;
-	p->client_id = json_incref(id);
-	p->client = c;
-	c->refs++;
-	p->next = sv.pending;
-	sv.pending = p;
-	json_object_set_new(request, "id", json_integer(p->wid));
-	channel_send(sv.wch, request);
-	json_object_set(request, "id", p->client_id);
+	const char *cmd = json_string_value(json_object_get(request, "cmd"));
+	if (!hook && cmd &&
+	    (strcmp(cmd, "watch") == 0 || strcmp(cmd, "unwatch") == 0))
+		hook = supervisor_watch_hook;
+	supervisor_send_worker(c, request, hook);
+}
+
+/* A new worker gets every watched database again; it resumes each from the
+ * replica's position (db.c), so a worker restart loses nothing. */
+static void supervisor_rewatch(void)
+{
+	for (struct watched *w = sv.watched; w; w = w->next)
+		supervisor_send_worker(NULL, w->request, NULL);
 }
 
 /* ------------------------------------------------------------ shutdown */

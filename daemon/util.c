@@ -284,3 +284,8 @@ int util_tmpfile(void)
 	free(path);
 	return rc;
 }
+
+int util_write_cb(void *ctx, const void *buf, size_t len)
+{
+	return util_write_all(*(int *)ctx, buf, len);
+}

@@ -401,6 +401,12 @@ static bool wal_frame_valid(const struct wal_header *h, const uint8_t *f,
 
 int wal_index_scan(struct wal_index **out, int fd, char **err)
 {
+	return wal_index_scan_limit(out, fd, INT64_MAX, err);
+}
+
+int wal_index_scan_limit(struct wal_index **out, int fd, int64_t limit,
+			 char **err)
+{
 	struct wal_index *w = NULL;
 	struct wal_pending pend = {0};
 	uint8_t hb[WAL_HEADER_SIZE];
@@ -464,6 +470,10 @@ int wal_index_scan(struct wal_index **out, int fd, char **err)
 			const uint8_t *f = buf + i;
 			uint32_t commit;
 
+			if (off + (int64_t)fsz > limit) {
+				stop = true;
+				break;
+			}
 			if (seen == UINT32_MAX || !wal_frame_valid(&w->hdr, f, s)) {
 				stop = true;
 				break;
@@ -532,4 +542,29 @@ void wal_index_free(struct wal_index *w)
 		return;
 	wal_map_release(&w->map);
 	free(w);
+}
+
+static int wal_pgno_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int wal_index_pages(const struct wal_index *w, int64_t min_off,
+		    uint32_t **pgnos, size_t *n)
+{
+	const struct wal_map *m = &w->map;
+	size_t k = 0;
+	uint32_t *v = malloc(((size_t)m->count + 1) * sizeof *v);
+	if (!v)
+		return -ENOMEM;
+	for (uint64_t i = 0; m->slots && i <= m->mask; i++) {
+		const struct wal_slot *sl = &m->slots[i];
+		if (sl->gen == m->gen && sl->off >= min_off)
+			v[k++] = sl->pgno;
+	}
+	qsort(v, k, sizeof *v, wal_pgno_cmp);
+	*pgnos = v;
+	*n = k;
+	return 0;
 }

@@ -42,6 +42,8 @@ void util_rfc3339_ms(int64_t ms, char *out, size_t outlen);
 int util_parse_time(const char *s, int64_t *ms);
 /* write/read the whole buffer, retrying on EINTR and short counts. */
 int util_write_all(int fd, const void *buf, size_t len);
+/* An ltx_write_fn over a file descriptor: ctx points to the int fd. */
+int util_write_cb(void *ctx, const void *buf, size_t len);
 int util_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 ssize_t util_pread_all(int fd, void *buf, size_t len, off_t off);
 int util_fsync_dir(const char *path_of_file_inside);
@@ -152,6 +154,14 @@ struct wal_index;
  * bytes gives an empty index whose header is all zero (page_size 0); a
  * bad header is -EINVAL; read errors are -errno. */
 int wal_index_scan(struct wal_index **out, int fd, char **err);
+/* The same, ignoring every frame that ends beyond byte `limit`: the WAL as
+ * it was when its valid end was `limit`. */
+int wal_index_scan_limit(struct wal_index **out, int fd, int64_t limit,
+			 char **err);
+/* The pages whose newest committed frame starts at or after min_off,
+ * ascending (malloc'd array). */
+int wal_index_pages(const struct wal_index *w, int64_t min_off,
+		    uint32_t **pgnos, size_t *n);
 const struct wal_header *wal_index_header(const struct wal_index *w);
 uint32_t wal_index_commit(const struct wal_index *w);   /* db size in pages
 							  after the last

@@ -16,6 +16,48 @@
 static uv_loop_t *worker_loop;
 static struct channel *worker_ch;
 
+/* The watched databases. A few thousand at most: a list will do. */
+struct worker_db {
+	struct worker_db *next;
+	struct db *db;
+};
+static struct worker_db *worker_dbs;
+
+struct db *worker_db_find(const char *path)
+{
+	for (struct worker_db *w = worker_dbs; w; w = w->next)
+		if (strcmp(db_path(w->db), path) == 0)
+			return w->db;
+	return NULL;
+}
+
+void worker_db_add(struct db *d)
+{
+	struct worker_db *w = calloc(1, sizeof *w);
+	w->db = d;
+	w->next = worker_dbs;
+	worker_dbs = w;
+}
+
+void worker_db_remove(struct db *d)
+{
+	for (struct worker_db **pp = &worker_dbs; *pp; pp = &(*pp)->next)
+		if ((*pp)->db == d) {
+			struct worker_db *w = *pp;
+			*pp = w->next;
+			free(w);
+			return;
+		}
+}
+
+json_t *worker_dbs_status(void)
+{
+	json_t *a = json_array();
+	for (struct worker_db *w = worker_dbs; w; w = w->next)
+		json_array_append_new(a, db_status(w->db));
+	return a;
+}
+
 static void worker_req_closed(uv_handle_t *h)
 {
 	struct worker_req *r = h->data;
@@ -64,31 +106,32 @@ void worker_fail(struct worker_req *r, const char *code, const char *fmt, ...)
 static void worker_on_line(struct channel *ch, const char *line, size_t len,
 			   bool too_long)
 {
-	const struct wrp_command *wc;
-	json_t *reply = NULL;
 	if (too_long)
 		return;
-	json_t *req = wrp_parse_request(line, len, &wc, &reply);
-	if (!req) {
-		channel_send(ch, reply);
-		json_decref(reply);
+	/* Lines come from the supervisor, which validated the request. */
+	json_t *req = json_loadb(line, len, 0, NULL);
+	const char *name = json_string_value(json_object_get(req, "cmd"));
+	if (!req || !name) {
+		log_error("malformed line from the supervisor");
+		json_decref(req);
 		return;
 	}
-	const struct cmd *cmd = cmd_find(wc->name);
+	const struct cmd *cmd = cmd_find(name);
 	struct worker_req *r = calloc(1, sizeof *r);
 	r->id = json_incref(json_object_get(req, "id"));
 	r->args = json_incref(json_object_get(req, "args"));
 	if (!r->args)
 		r->args = json_object();
-	json_decref(req);
-	if (!cmd || cmd->where != CMD_WORKER) {
-		worker_fail(r, WRP_E_INTERNAL, "%s is not a worker command",
-			    wc->name);
+	if (!cmd || !cmd->start) {
+		worker_fail(r, WRP_E_INTERNAL, "%s is not a worker command", name);
+		json_decref(req);
 		return;
 	}
+	json_decref(req);
 	const char *code = WRP_E_STORAGE;
 	char *err = NULL;
-	if (cmd_open_storage(worker_loop, r->args, &r->storage, &code, &err) < 0) {
+	if (cmd->storage &&
+	    cmd_open_storage(worker_loop, r->args, &r->storage, &code, &err) < 0) {
 		worker_fail(r, code, "%s", err ? err : "cannot open storage");
 		free(err);
 		return;

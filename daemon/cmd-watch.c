@@ -1,0 +1,47 @@
+/* cmd-watch.c: `watch`: start continuous replication of a database in the
+ * worker (db.c). Idempotent: an already watched database reports its
+ * state. The supervisor remembers the request to replay it if the worker
+ * restarts. */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "daemon.h"
+
+static void cmd_watch_start(struct worker_req *r)
+{
+	const char *path = wrp_arg_string(r->args, "database");
+	if (path[0] != '/') {
+		worker_fail(r, WRP_E_INVALID, "database path must be absolute: %s",
+			    path);
+		return;
+	}
+	struct db *d = worker_db_find(path);
+	if (!d) {
+		char *err = NULL;
+		int rc = db_new(&d, r->storage->loop, path, r->storage, r->args,
+				wrp_arg_int(r->args, "sync_interval_ms", 1000),
+				&err);
+		if (rc < 0) {
+			worker_fail(r, rc == -ENOENT ? WRP_E_NOT_FOUND : WRP_E_IO,
+				    "cannot watch %s: %s", path,
+				    err ? err : "error");
+			free(err);
+			return;
+		}
+		r->storage = NULL; /* now the db's */
+		worker_db_add(d);
+	}
+	json_t *st = db_status(d);
+	worker_reply(r, json_pack("{s:O,s:O,s:O,s:O,s:O}", "name",
+				  json_object_get(st, "name"), "database",
+				  json_object_get(st, "database"), "bucket",
+				  json_object_get(st, "bucket"), "txid",
+				  json_object_get(st, "txid"), "state",
+				  json_object_get(st, "state")));
+	json_decref(st);
+}
+
+const struct cmd cmd_watch = {
+	.name = "watch", .where = CMD_WORKER, .start = cmd_watch_start,
+	.storage = true};

@@ -1,0 +1,943 @@
+/*
+ * db.c: continuous replication of one watched database (runs in a worker).
+ *
+ * The replica is a chain of LTX files, one per sync, each with the next
+ * TXID. Two positions are kept:
+ *   cap  what has been captured: encoded from the WAL into a local temp
+ *        LTX file, queued for upload;
+ *   pos  what the replica holds: the last file whose upload succeeded.
+ * A position is (TXID, WAL salts, WAL byte offset just after the last
+ * frame copied, database size in pages).
+ *
+ * Reading the WAL safely. We keep one connection with a read transaction
+ * open at all times except inside our own checkpoint. While it is open:
+ *  - no checkpoint can backfill frames after our read mark, so frames we
+ *    have not copied stay in the WAL;
+ *  - the WAL cannot restart (new salts, frames overwritten from the start)
+ *    unless our read mark is 0, i.e. the WAL was fully backfilled when the
+ *    transaction began, and then only once and only if no frame was
+ *    appended to the old WAL after our transaction began.
+ * We take the read transaction (a) when we start watching, before the
+ * first capture, and (b) in our checkpoint, under a write barrier (a
+ * second connection holding BEGIN IMMEDIATE), right after capturing every
+ * frame. After (b) the transaction is "clean": everything in the WAL when
+ * it began was captured. So when, at a poll, the WAL's salts differ from
+ * cap's:
+ *  - with a clean transaction, the old WAL was completely captured, and
+ *    the new WAL's committed frames follow it: capture them from offset 32;
+ *  - otherwise continuity cannot be proven, and we capture a full-database
+ *    file (every page) at the next TXID. We never silently skip a gap.
+ *
+ * Each poll (every sync interval, default 1 s) costs one stat() of the WAL
+ * when nothing changed. When it changed, the WAL is scanned (salts and
+ * checksums verified by wal.c) and the pages whose newest committed frame
+ * lies after cap's offset are encoded, plus every page between the old and
+ * new database size (growth pages, read through the WAL overlay): a file
+ * that grows the database must carry all of them. Pages above the commit
+ * size are dropped.
+ *
+ * Shipping uploads queued files strictly in TXID order, one at a time per
+ * database. A failed upload is retried with backoff, with the same TXID
+ * and the same bytes: the chain never gets a hole, and nothing is
+ * acknowledged (sync --wait, the position file) before the upload
+ * completed.
+ *
+ * Checkpoints (Litestream's policy): PASSIVE when the WAL holds >= 1000
+ * frames, or every minute when new data was captured. Sequence: barrier,
+ * capture, end the read transaction, PASSIVE checkpoint, begin a new read
+ * transaction (clean), release the barrier. The application's own
+ * checkpoints are also fine: PASSIVE/FULL stop at our read mark,
+ * RESTART/TRUNCATE wait for it or, if our mark is 0, restart the WAL,
+ * which the salts reveal.
+ *
+ * Restarts: pos is saved after each upload in a position file in the
+ * state directory. On start we list the replica: when the file's TXID is
+ * the replica's newest and its salts and offset still describe the WAL,
+ * we continue from there; otherwise (a crash lost the queue, the database
+ * was restored, another host wrote) we write a full-database file after
+ * the replica's newest TXID, never restarting at 1.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+#define DB_CHECKPOINT_FRAMES 1000
+#define DB_CHECKPOINT_MS 60000
+#define DB_RETRY_MAX_MS 30000
+
+struct db_pos {
+	uint64_t txid;
+	uint32_t salt1, salt2;
+	int64_t wal_end;
+	uint32_t commit;
+	uint32_t page_size;
+};
+
+struct db_file {
+	struct db_file *next;
+	int fd;
+	uint64_t len;
+	int level;
+	uint64_t min_txid, max_txid;
+	int64_t ts;
+	int64_t captured_ms;
+	bool advances; /* an L0 file: pos becomes `after` when shipped */
+	struct db_pos after;
+	db_snapshot_cb done; /* a snapshot someone waits for */
+	void *done_arg;
+};
+
+struct db_waiter {
+	struct db_waiter *next;
+	uint64_t txid;
+	int64_t deadline_ms;
+	db_wait_cb cb;
+	void *arg;
+};
+
+struct db {
+	struct db *next;
+	uv_loop_t *loop;
+	char *path, *walpath, *name, *posfile;
+	struct storage *s;
+	json_t *args;
+	sqlite3 *conn, *barrier;
+	int db_fd;
+	uv_timer_t timer;
+	int64_t interval_ms;
+	enum db_state state;
+	struct db_pos cap, pos;
+	bool started, have_cap, txn_clean, listing, shipping, stopping,
+		closed, force_poll;
+	struct db_file *queue;
+	int64_t last_sync_ms, last_ckpt_ms, next_ship_ms;
+	bool dirty;
+	unsigned failures;
+	char *last_error;
+	uint64_t files, bytes;
+	struct db_waiter *waiters;
+	struct stat last_wal;
+	db_stopped_cb on_stopped;
+	void *stopped_arg;
+};
+
+static void db_set_error(struct db *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void db_set_error(struct db *d, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *m = NULL;
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	if (m && (!d->last_error || strcmp(m, d->last_error) != 0))
+		log_warn("%s: %s", d->path, m);
+	free(d->last_error);
+	d->last_error = m;
+}
+
+/* ------------------------------------------------------ position file */
+
+static char *db_state_dir(void)
+{
+	const char *e = getenv("WALRUST_STATE_DIR");
+	if (e && *e)
+		return strdup(e);
+	e = getenv("XDG_STATE_HOME");
+	if (e && e[0] == '/')
+		return util_strdup_printf("%s/walrust", e);
+	e = getenv("HOME");
+	if (e && e[0] == '/')
+		return util_strdup_printf("%s/.local/state/walrust", e);
+	return strdup("/var/lib/walrust/state");
+}
+
+static char *db_posfile_path(const char *path, const char *url)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (const char *p = path; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+	h = (h ^ '\n') * 0x100000001b3ULL;
+	for (const char *p = url; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+	char *dir = db_state_dir();
+	char *f = util_strdup_printf("%s/positions/%016" PRIx64 ".json", dir, h);
+	free(dir);
+	return f;
+}
+
+static void db_save_pos(struct db *d)
+{
+	json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "database",
+			      d->path, "replica", storage_describe(d->s), "txid",
+			      (json_int_t)d->pos.txid, "salt1",
+			      (json_int_t)d->pos.salt1, "salt2",
+			      (json_int_t)d->pos.salt2, "wal_end",
+			      (json_int_t)d->pos.wal_end, "commit",
+			      (json_int_t)d->pos.commit, "page_size",
+			      (json_int_t)d->pos.page_size);
+	char *tmp = util_strdup_printf("%s.tmp", d->posfile);
+	char *dir = strdup(d->posfile);
+	*strrchr(dir, '/') = '\0';
+	util_mkdir_p(dir, 0700);
+	if (json_dump_file(j, tmp, JSON_COMPACT) == 0)
+		rename(tmp, d->posfile);
+	free(tmp);
+	free(dir);
+	json_decref(j);
+}
+
+static bool db_load_pos(struct db *d, struct db_pos *p)
+{
+	json_t *j = json_load_file(d->posfile, 0, NULL);
+	if (!j)
+		return false;
+	bool ok = json_is_string(json_object_get(j, "database")) &&
+		  strcmp(json_string_value(json_object_get(j, "database")),
+			 d->path) == 0;
+	p->txid = (uint64_t)json_integer_value(json_object_get(j, "txid"));
+	p->salt1 = (uint32_t)json_integer_value(json_object_get(j, "salt1"));
+	p->salt2 = (uint32_t)json_integer_value(json_object_get(j, "salt2"));
+	p->wal_end = json_integer_value(json_object_get(j, "wal_end"));
+	p->commit = (uint32_t)json_integer_value(json_object_get(j, "commit"));
+	p->page_size =
+		(uint32_t)json_integer_value(json_object_get(j, "page_size"));
+	json_decref(j);
+	return ok && p->txid > 0;
+}
+
+/* ----------------------------------------------------- read transaction */
+
+static int db_exec(sqlite3 *c, const char *sql)
+{
+	return sqlite3_exec(c, sql, NULL, NULL, NULL);
+}
+
+static int db_begin_read(struct db *d)
+{
+	if (db_exec(d->conn, "BEGIN") != SQLITE_OK ||
+	    db_exec(d->conn, "SELECT count(*) FROM sqlite_master") != SQLITE_OK) {
+		db_set_error(d, "cannot start a read transaction: %s",
+			     sqlite3_errmsg(d->conn));
+		db_exec(d->conn, "ROLLBACK");
+		return -EIO;
+	}
+	return 0;
+}
+
+static int db_open_conn(struct db *d, char **err)
+{
+	if (sqlite3_open_v2(d->path, &d->conn,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK)
+		return util_err(err, -EIO, "cannot open %s: %s", d->path,
+				d->conn ? sqlite3_errmsg(d->conn)
+					: "out of memory");
+	sqlite3_busy_timeout(d->conn, 5000);
+	int persist = 1;
+	sqlite3_file_control(d->conn, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+	sqlite3_stmt *st;
+	bool wal = false;
+	if (sqlite3_prepare_v2(d->conn, "PRAGMA journal_mode=WAL", -1, &st,
+			       NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			wal = strcmp((const char *)sqlite3_column_text(st, 0),
+				     "wal") == 0;
+		sqlite3_finalize(st);
+	}
+	if (!wal)
+		return util_err(err, -EINVAL,
+				"%s cannot be switched to WAL mode: %s", d->path,
+				sqlite3_errmsg(d->conn));
+	db_exec(d->conn, "PRAGMA wal_autocheckpoint=0");
+	return db_begin_read(d) < 0 ? util_err(err, -EIO, "%s", d->last_error)
+				    : 0;
+}
+
+/* -------------------------------------------------------------- capture */
+
+/* Encode pages: the sorted `pages` (those <= commit) merged with the
+ * range (grow_from, commit], read through src, into a new temp file. */
+static int db_encode(struct db *d, struct snapshot_src *src,
+		     const struct ltx_header *h, const uint32_t *pages,
+		     size_t npages, uint32_t grow_from, int *out_fd,
+		     uint64_t *out_len, char **err)
+{
+	struct ltx_enc *enc = NULL;
+	uint8_t *page = malloc(h->page_size);
+	int fd = util_tmpfile(), rc;
+	if (fd < 0 || !page) {
+		rc = util_err(err, fd < 0 ? fd : -ENOMEM,
+			      "cannot create a temp file");
+		goto out;
+	}
+	rc = ltx_enc_new(&enc, h, util_write_cb, &fd, err);
+	if (rc < 0)
+		goto out;
+	uint32_t lock = ltx_lock_pgno(h->page_size);
+	size_t i = 0;
+	uint32_t g = grow_from + 1;
+	for (;;) {
+		uint32_t next = UINT32_MAX;
+		while (i < npages && pages[i] > h->commit)
+			i = npages; /* sorted: nothing further is <= commit */
+		if (i < npages)
+			next = pages[i];
+		if (g <= h->commit && g < next)
+			next = g;
+		if (next == UINT32_MAX || next > h->commit)
+			break;
+		if (i < npages && pages[i] == next)
+			i++;
+		if (g == next)
+			g++;
+		if (next == lock)
+			continue;
+		rc = snapshot_read_page(src, next, page, err);
+		if (rc == 0)
+			rc = ltx_enc_page(enc, next, page, err);
+		if (rc < 0)
+			goto out;
+	}
+	rc = ltx_enc_finish(enc, 0, NULL, err);
+	if (rc < 0)
+		goto out;
+	*out_len = ltx_enc_bytes(enc);
+	*out_fd = fd;
+	fd = -1;
+out:
+	ltx_enc_free(enc);
+	free(page);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static void db_ship(struct db *d);
+
+/* Capture what the WAL holds beyond cap. Synchronous, local only. */
+static int db_capture(struct db *d)
+{
+	struct snapshot_src src = {.db_fd = d->db_fd, .wal_fd = -1};
+	uint32_t *pages = NULL;
+	size_t npages = 0;
+	char *err = NULL;
+	int rc = 0;
+	struct stat st;
+
+	if (stat(d->walpath, &st) == 0)
+		d->last_wal = st;
+	src.wal_fd = open(d->walpath, O_RDONLY | O_CLOEXEC);
+	if (src.wal_fd < 0) {
+		if (errno != ENOENT) {
+			db_set_error(d, "cannot open %s: %s", d->walpath,
+				     strerror(errno));
+			return -EIO;
+		}
+		if (d->have_cap)
+			return 0; /* no WAL yet: nothing new */
+	} else {
+		rc = wal_index_scan(&src.wal, src.wal_fd, &err);
+		if (rc < 0) {
+			db_set_error(d, "cannot read the WAL: %s", err);
+			goto out;
+		}
+	}
+	const struct wal_header *wh = src.wal ? wal_index_header(src.wal) : NULL;
+	uint32_t frames = src.wal ? wal_index_frames(src.wal) : 0;
+	int64_t end = src.wal ? wal_index_end(src.wal) : 0;
+	bool same_gen = wh && frames > 0 && d->have_cap &&
+			wh->salt1 == d->cap.salt1 && wh->salt2 == d->cap.salt2;
+	int64_t from;
+	bool full = false;
+	if (same_gen && end >= d->cap.wal_end) {
+		if (end == d->cap.wal_end)
+			goto out; /* nothing new */
+		from = d->cap.wal_end;
+	} else if (d->have_cap && frames == 0) {
+		goto out; /* a restarted WAL with no commit yet */
+	} else if (d->have_cap && d->txn_clean && !same_gen) {
+		from = WAL_HEADER_SIZE;
+	} else {
+		full = true;
+		from = WAL_HEADER_SIZE;
+	}
+
+	long long page_size = 0;
+	sqlite3_stmt *ps;
+	if (sqlite3_prepare_v2(d->conn, "PRAGMA page_size", -1, &ps, NULL) ==
+	    SQLITE_OK) {
+		if (sqlite3_step(ps) == SQLITE_ROW)
+			page_size = sqlite3_column_int64(ps, 0);
+		sqlite3_finalize(ps);
+	}
+	if (frames > 0 && wh->page_size != (uint32_t)page_size) {
+		db_set_error(d, "WAL page size %u differs from the database's %lld",
+			     wh->page_size, page_size);
+		rc = -EINVAL;
+		goto out;
+	}
+	uint32_t commit;
+	if (frames > 0) {
+		commit = wal_index_commit(src.wal);
+	} else {
+		struct stat dst;
+		fstat(d->db_fd, &dst);
+		commit = page_size ? (uint32_t)(dst.st_size / page_size) : 0;
+	}
+	src.page_size = (uint32_t)page_size;
+	src.frame = malloc(WAL_FRAME_HEADER_SIZE + src.page_size);
+	if (!full && frames > 0) {
+		rc = wal_index_pages(src.wal, from, &pages, &npages);
+		if (rc < 0)
+			goto out;
+	}
+	if (frames == 0) {
+		wal_index_free(src.wal);
+		src.wal = NULL;
+	}
+	uint64_t txid = d->cap.txid + 1;
+	struct ltx_header h = {
+		.flags = LTX_FLAG_NO_CHECKSUM,
+		.page_size = src.page_size,
+		.commit = commit,
+		.min_txid = txid,
+		.max_txid = txid,
+		.timestamp = util_now_ms(),
+	};
+	if (frames > 0) {
+		h.wal_offset = from;
+		h.wal_size = end - from;
+		h.wal_salt1 = wh->salt1;
+		h.wal_salt2 = wh->salt2;
+	}
+	uint32_t grow_from = full ? 0 : (d->have_cap ? d->cap.commit : 0);
+	struct db_file *f = calloc(1, sizeof *f);
+	if (!f || !src.frame) {
+		free(f);
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = db_encode(d, &src, &h, pages, npages, grow_from, &f->fd, &f->len,
+		       &err);
+	if (rc < 0) {
+		db_set_error(d, "cannot encode txid %" PRIu64 ": %s", txid, err);
+		free(f);
+		goto out;
+	}
+	f->level = 0;
+	f->min_txid = f->max_txid = txid;
+	f->ts = h.timestamp;
+	f->captured_ms = util_now_ms();
+	f->advances = true;
+	f->after = (struct db_pos){
+		.txid = txid,
+		.salt1 = wh && frames ? wh->salt1 : 0,
+		.salt2 = wh && frames ? wh->salt2 : 0,
+		.wal_end = frames ? end : 0,
+		.commit = commit,
+		.page_size = src.page_size,
+	};
+	struct db_file **tail = &d->queue;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = f;
+	d->cap = f->after;
+	d->have_cap = true;
+	d->dirty = true;
+	if (full)
+		log_info("%s: full-database file at txid %" PRIu64 " (%u pages)",
+			 d->path, txid, commit);
+out:
+	free(err);
+	free(pages);
+	free(src.frame);
+	wal_index_free(src.wal);
+	if (src.wal_fd >= 0)
+		close(src.wal_fd);
+	return rc;
+}
+
+/* ----------------------------------------------------------- checkpoint */
+
+static void db_checkpoint(struct db *d)
+{
+	if (!d->barrier) {
+		if (sqlite3_open_v2(d->path, &d->barrier,
+				    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+				    NULL) != SQLITE_OK) {
+			sqlite3_close(d->barrier);
+			d->barrier = NULL;
+			return;
+		}
+		db_exec(d->barrier, "PRAGMA wal_autocheckpoint=0");
+	}
+	sqlite3_busy_timeout(d->barrier, 50);
+	if (db_exec(d->barrier, "BEGIN IMMEDIATE") != SQLITE_OK)
+		return; /* the application is writing: next time */
+	if (db_capture(d) == 0) {
+		db_exec(d->conn, "COMMIT");
+		int log = 0, ckpt = 0;
+		sqlite3_wal_checkpoint_v2(d->conn, "main",
+					  SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+		if (db_begin_read(d) == 0)
+			d->txn_clean = true;
+		log_debug("%s: checkpoint (%d frames, %d backfilled)", d->path,
+			  log, ckpt);
+	}
+	db_exec(d->barrier, "ROLLBACK");
+	d->last_ckpt_ms = util_now_ms();
+	d->dirty = false;
+}
+
+/* ------------------------------------------------------------- shipping */
+
+static void db_wake_waiters(struct db *d, bool all_fail, const char *why)
+{
+	int64_t now = util_now_ms();
+	for (struct db_waiter **pp = &d->waiters; *pp;) {
+		struct db_waiter *w = *pp;
+		int st = 1;
+		if (all_fail)
+			st = -ECANCELED;
+		else if (d->pos.txid >= w->txid)
+			st = 0;
+		else if (w->deadline_ms && now >= w->deadline_ms)
+			st = -ETIMEDOUT;
+		if (st == 1) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		w->cb(w->arg, st, d->pos.txid, why);
+		free(w);
+	}
+}
+
+static void db_maybe_stopped(struct db *d);
+
+static void db_shipped(void *arg, int status, const char *err)
+{
+	struct db *d = arg;
+	struct db_file *f = d->queue;
+	d->shipping = false;
+	if (status < 0) {
+		d->failures++;
+		int64_t delay = 250LL << (d->failures < 7 ? d->failures : 7);
+		if (delay > DB_RETRY_MAX_MS)
+			delay = DB_RETRY_MAX_MS;
+		d->next_ship_ms = util_now_ms() + delay;
+		db_set_error(d, "upload of txid %" PRIu64 " failed (%s); retrying",
+			     f->max_txid, err ? err : "storage error");
+		d->state = DB_ERROR;
+		db_maybe_stopped(d);
+		return;
+	}
+	d->failures = 0;
+	d->queue = f->next;
+	if (f->done)
+		f->done(f->done_arg, 0, f->max_txid, f->len, NULL);
+	if (f->advances) {
+		d->pos = f->after;
+		db_save_pos(d);
+	}
+	d->files++;
+	d->bytes += f->len;
+	d->last_sync_ms = util_now_ms();
+	free(d->last_error);
+	d->last_error = NULL;
+	d->state = DB_REPLICATING;
+	close(f->fd);
+	free(f);
+	db_wake_waiters(d, false, NULL);
+	db_ship(d);
+	db_maybe_stopped(d);
+}
+
+static void db_ship(struct db *d)
+{
+	if (d->shipping || !d->queue || util_now_ms() < d->next_ship_ms)
+		return;
+	struct db_file *f = d->queue;
+	char *key = replica_key(storage_kind(d->s), d->name, f->level,
+				f->min_txid, f->max_txid);
+	int rc = storage_put(d->s, key, f->fd, f->len, f->ts, db_shipped, d);
+	free(key);
+	if (rc < 0) {
+		db_set_error(d, "cannot start an upload: %s", strerror(-rc));
+		d->next_ship_ms = util_now_ms() + 1000;
+		return;
+	}
+	d->shipping = true;
+}
+
+/* ----------------------------------------------------------------- poll */
+
+static bool db_wal_changed(struct db *d)
+{
+	struct stat st;
+	if (stat(d->walpath, &st) < 0)
+		return false;
+	return st.st_ino != d->last_wal.st_ino ||
+	       st.st_size != d->last_wal.st_size ||
+	       st.st_mtim.tv_sec != d->last_wal.st_mtim.tv_sec ||
+	       st.st_mtim.tv_nsec != d->last_wal.st_mtim.tv_nsec;
+}
+
+static void db_poll(struct db *d)
+{
+	if (!d->started || d->closed)
+		return;
+	bool changed = d->force_poll || db_wal_changed(d) || !d->have_cap;
+	d->force_poll = false;
+	if (changed && db_capture(d) < 0)
+		d->state = DB_ERROR;
+	int64_t now = util_now_ms();
+	uint32_t frames = 0;
+	if (d->cap.wal_end > WAL_HEADER_SIZE && d->cap.page_size)
+		frames = (uint32_t)((d->cap.wal_end - WAL_HEADER_SIZE) /
+				    (WAL_FRAME_HEADER_SIZE + d->cap.page_size));
+	if (!d->stopping &&
+	    (frames >= DB_CHECKPOINT_FRAMES || !d->txn_clean ||
+	     (d->dirty && now - d->last_ckpt_ms >= DB_CHECKPOINT_MS)))
+		db_checkpoint(d);
+	db_ship(d);
+	db_wake_waiters(d, false, NULL);
+}
+
+static void db_tick(uv_timer_t *t)
+{
+	db_poll(t->data);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void db_listed(void *arg, int status, const char *err, char **keys,
+		      size_t nkeys, char **prefixes, size_t nprefixes)
+{
+	struct db *d = arg;
+	d->listing = false;
+	if (d->closed)
+		return;
+	if (status < 0) {
+		db_set_error(d, "cannot list the replica: %s",
+			     err ? err : "storage error");
+		d->state = DB_ERROR;
+		return; /* the timer retries */
+	}
+	uint64_t max = 0;
+	for (size_t i = 0; i < nkeys; i++) {
+		struct replica_file f;
+		if (replica_parse_key(storage_kind(d->s), d->name, keys[i], &f) < 0)
+			continue;
+		if (f.max_txid > max)
+			max = f.max_txid;
+		replica_file_clear(&f);
+	}
+	struct db_pos saved;
+	d->cap = (struct db_pos){.txid = max};
+	d->have_cap = false;
+	if (max > 0 && db_load_pos(d, &saved) && saved.txid == max) {
+		/* Continue only if the WAL still holds what we last copied:
+		 * same salts and at least that long (salts name a WAL
+		 * generation; committed frames are never rewritten in one). */
+		int fd = open(d->walpath, O_RDONLY | O_CLOEXEC);
+		uint8_t hb[WAL_HEADER_SIZE];
+		struct wal_header h;
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0 &&
+		    util_pread_all(fd, hb, sizeof hb, 0) == WAL_HEADER_SIZE &&
+		    wal_header_decode(&h, hb, NULL) == 0 &&
+		    h.salt1 == saved.salt1 && h.salt2 == saved.salt2 &&
+		    st.st_size >= saved.wal_end) {
+			d->cap = saved;
+			d->have_cap = true;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	d->pos = d->cap;
+	d->started = true;
+	d->state = DB_REPLICATING;
+	log_info("%s: watching as \"%s\" in %s from txid %" PRIu64 "%s",
+		 d->path, d->name, storage_describe(d->s), max,
+		 d->have_cap ? "" : " (a full-database file comes first)");
+	db_poll(d);
+	for (struct db_waiter *w = d->waiters; w; w = w->next)
+		if (w->txid == UINT64_MAX)
+			w->txid = d->have_cap ? d->cap.txid : d->cap.txid + 1;
+}
+
+static void db_start_listing(struct db *d)
+{
+	char *prefix = replica_prefix(storage_kind(d->s), d->name);
+	int rc = storage_list(d->s, prefix, NULL, db_listed, d);
+	free(prefix);
+	if (rc == 0)
+		d->listing = true;
+}
+
+static void db_timer_cb(uv_timer_t *t)
+{
+	struct db *d = t->data;
+	if (!d->started) {
+		if (!d->listing)
+			db_start_listing(d);
+		return;
+	}
+	db_tick(t);
+}
+
+int db_new(struct db **out, uv_loop_t *loop, const char *path,
+	   struct storage *s, json_t *args, int64_t interval_ms, char **err)
+{
+	struct db *d = calloc(1, sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	d->loop = loop;
+	d->db_fd = -1;
+	d->path = strdup(path);
+	d->walpath = util_strdup_printf("%s-wal", path);
+	d->name = replica_name_from_path(path);
+	d->s = s;
+	d->args = json_incref(args);
+	d->interval_ms = interval_ms > 0 ? interval_ms : 1000;
+	d->posfile = db_posfile_path(path, storage_describe(s));
+	d->state = DB_STARTING;
+	d->last_ckpt_ms = util_now_ms();
+	int rc = 0;
+	if (!d->name || !replica_name_valid(d->name)) {
+		rc = util_err(err, -EINVAL, "cannot derive a name from %s", path);
+		goto fail;
+	}
+	d->db_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (d->db_fd < 0) {
+		rc = util_err(err, -ENOENT, "database not found or unreadable: %s (%s)",
+			      path, strerror(errno));
+		goto fail;
+	}
+	rc = db_open_conn(d, err);
+	if (rc < 0)
+		goto fail;
+	uv_timer_init(loop, &d->timer);
+	d->timer.data = d;
+	uv_timer_start(&d->timer, db_timer_cb, (uint64_t)d->interval_ms,
+		       (uint64_t)d->interval_ms);
+	db_start_listing(d);
+	*out = d;
+	return 0;
+fail:
+	d->s = NULL; /* the caller keeps its storage on failure */
+	if (d->conn)
+		sqlite3_close(d->conn);
+	if (d->db_fd >= 0)
+		close(d->db_fd);
+	json_decref(d->args);
+	free(d->path);
+	free(d->walpath);
+	free(d->name);
+	free(d->posfile);
+	free(d);
+	return rc;
+}
+
+static void db_closed(uv_handle_t *h)
+{
+	struct db *d = h->data;
+	while (d->queue) {
+		struct db_file *f = d->queue;
+		d->queue = f->next;
+		if (f->done)
+			f->done(f->done_arg, -ECANCELED, f->max_txid, 0,
+				d->last_error ? d->last_error
+					      : "stopped watching");
+		close(f->fd);
+		free(f);
+	}
+	storage_free(d->s);
+	json_decref(d->args);
+	free(d->last_error);
+	free(d->path);
+	free(d->walpath);
+	free(d->name);
+	free(d->posfile);
+	if (d->on_stopped)
+		d->on_stopped(d, d->stopped_arg);
+	free(d);
+}
+
+static void db_maybe_stopped(struct db *d)
+{
+	if (!d->stopping || d->closed)
+		return;
+	/* Finish uploading what was captured, unless uploads keep failing. */
+	if ((d->queue && d->failures < 3) || d->shipping || d->listing)
+		return;
+	d->closed = true;
+	db_wake_waiters(d, true, "stopped watching");
+	if (d->conn) {
+		db_exec(d->conn, "ROLLBACK");
+		sqlite3_close(d->conn);
+	}
+	if (d->barrier)
+		sqlite3_close(d->barrier);
+	if (d->db_fd >= 0)
+		close(d->db_fd);
+	uv_timer_stop(&d->timer);
+	uv_close((uv_handle_t *)&d->timer, db_closed);
+}
+
+void db_stop(struct db *d, db_stopped_cb cb, void *arg)
+{
+	d->on_stopped = cb;
+	d->stopped_arg = arg;
+	if (d->stopping)
+		return;
+	if (d->started && !d->closed) {
+		d->force_poll = true;
+		db_poll(d); /* a final capture */
+	}
+	d->stopping = true;
+	d->state = DB_STOPPING;
+	db_maybe_stopped(d);
+}
+
+/* A level-9 snapshot at the captured TXID: the image limited to the WAL
+ * frames captured so far, which is exactly the state at cap.txid (our read
+ * mark is at or below cap's offset, so nothing newer was backfilled). */
+void db_snapshot(struct db *d, db_snapshot_cb cb, void *arg)
+{
+	char *err = NULL;
+	struct snapshot_src src = {.db_fd = d->db_fd, .wal_fd = -1};
+	int rc = 0;
+	if (!d->started || d->closed || d->stopping) {
+		cb(arg, -EAGAIN, 0, 0, "the database is not replicating yet");
+		return;
+	}
+	d->force_poll = true;
+	db_poll(d);
+	if (!d->have_cap || d->cap.txid == 0) {
+		cb(arg, -EAGAIN, 0, 0,
+		   d->last_error ? d->last_error : "nothing captured yet");
+		return;
+	}
+	src.page_size = d->cap.page_size;
+	src.wal_fd = open(d->walpath, O_RDONLY | O_CLOEXEC);
+	if (src.wal_fd >= 0 && d->cap.wal_end > WAL_HEADER_SIZE) {
+		rc = wal_index_scan_limit(&src.wal, src.wal_fd, d->cap.wal_end,
+					  &err);
+		if (rc == 0 && (wal_index_header(src.wal)->salt1 != d->cap.salt1 ||
+				wal_index_header(src.wal)->salt2 != d->cap.salt2 ||
+				wal_index_end(src.wal) != d->cap.wal_end)) {
+			wal_index_free(src.wal); /* restarted: the db file */
+			src.wal = NULL;
+		}
+	}
+	src.frame = malloc(WAL_FRAME_HEADER_SIZE + src.page_size);
+	struct db_file *f = calloc(1, sizeof *f);
+	struct ltx_header h = {
+		.flags = LTX_FLAG_NO_CHECKSUM,
+		.page_size = d->cap.page_size,
+		.commit = d->cap.commit,
+		.min_txid = 1,
+		.max_txid = d->cap.txid,
+		.timestamp = util_now_ms(),
+	};
+	if (rc == 0 && (!f || !src.frame))
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = db_encode(d, &src, &h, NULL, 0, 0, &f->fd, &f->len, &err);
+	if (rc < 0) {
+		cb(arg, rc, 0, 0, err ? err : strerror(-rc));
+		free(f);
+		goto out;
+	}
+	f->level = REPLICA_SNAPSHOT_LEVEL;
+	f->min_txid = 1;
+	f->max_txid = d->cap.txid;
+	f->ts = h.timestamp;
+	f->captured_ms = util_now_ms();
+	f->done = cb;
+	f->done_arg = arg;
+	struct db_file **tail = &d->queue;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = f;
+	db_ship(d);
+out:
+	free(err);
+	free(src.frame);
+	wal_index_free(src.wal);
+	if (src.wal_fd >= 0)
+		close(src.wal_fd);
+}
+
+void db_sync(struct db *d, int64_t timeout_ms, db_wait_cb cb, void *arg)
+{
+	if (d->started) {
+		d->force_poll = true;
+		db_poll(d);
+	}
+	if (!cb)
+		return;
+	struct db_waiter *w = calloc(1, sizeof *w);
+	/* Everything committed before now is at or below the captured TXID;
+	 * before the first listing, the first capture (set in db_listed). */
+	w->txid = !d->started ? UINT64_MAX
+		  : d->have_cap ? d->cap.txid
+				: d->cap.txid + 1;
+	w->deadline_ms = timeout_ms > 0 ? util_now_ms() + timeout_ms : 0;
+	w->cb = cb;
+	w->arg = arg;
+	w->next = d->waiters;
+	d->waiters = w;
+	db_wake_waiters(d, false, NULL);
+}
+
+const char *db_path(const struct db *d)
+{
+	return d->path;
+}
+
+const char *db_name(const struct db *d)
+{
+	return d->name;
+}
+
+json_t *db_status(const struct db *d)
+{
+	static const char *const states[] = {"starting", "replicating",
+					     "stopping", "error"};
+	int64_t lag = 0, now = util_now_ms();
+	if (d->queue)
+		lag = now - d->queue->captured_ms;
+	char last[48] = "";
+	if (d->last_sync_ms)
+		util_rfc3339_ms(d->last_sync_ms, last, sizeof last);
+	return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:s?,s:s?,s:I,s:I}",
+			 "name", d->name, "database", d->path, "bucket",
+			 storage_describe(d->s), "state", states[d->state],
+			 "txid", (json_int_t)d->pos.txid, "captured_txid",
+			 (json_int_t)d->cap.txid, "wal_offset",
+			 (json_int_t)d->pos.wal_end, "lag_ms", (json_int_t)lag,
+			 "last_sync", d->last_sync_ms ? last : NULL,
+			 "last_error", d->last_error, "files",
+			 (json_int_t)d->files, "bytes", (json_int_t)d->bytes);
+}
+
+uint64_t db_txid(const struct db *d)
+{
+	return d->pos.txid;
+}
