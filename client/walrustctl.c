@@ -7,8 +7,10 @@
  * our request drive the progress bar (stderr, when it is a terminal) and the
  * warnings; the reply with our id (or an error reply with id null, which can
  * only be about our one request) ends the conversation. There is no timeout:
- * restores can take long. The caller's AWS_* variables travel in "aws" for
- * this one request; they are never printed.
+ * restores can take long, and so can a sync (sync --timeout is the
+ * daemon's, an error reply). The caller's AWS_* variables travel in "aws"
+ * for this one request (watch: for that database's replication); they are
+ * never printed.
  */
 #include "config.h"
 
@@ -44,6 +46,7 @@ enum { CTL_MORE = 0, CTL_DONE = 1, CTL_BAD = 2 };
 struct ctl {
 	const char *cmd;
 	bool json, quiet;
+	bool no_wait;    /* sync --no-wait */
 	bool bar;        /* draw a progress bar on stderr */
 	bool bar_drawn;  /* a bar is on screen: clear it before printing */
 	json_t *warned;  /* warning messages already printed */
@@ -76,7 +79,16 @@ static void ctl_help(FILE *f)
 	      "                              restore database NAME into the "
 	      "file OUTPUT\n"
 	      "  list                        the databases in the bucket\n"
-	      "  status                      the daemon's state\n"
+	      "  watch DB                    replicate database file DB "
+	      "continuously\n"
+	      "  unwatch DB                  stop replicating DB (after a final "
+	      "sync)\n"
+	      "  sync DB [--no-wait] [--timeout SECONDS]\n"
+	      "                              wait until the transactions "
+	      "committed to DB\n"
+	      "                              are in the replica\n"
+	      "  status                      the daemon's state and watched "
+	      "databases\n"
 	      "  shutdown                    stop the daemon (after a final "
 	      "sync)\n"
 	      "\n"
@@ -99,6 +111,9 @@ static void ctl_help(FILE *f)
 	      "      --txid N          restore: state at transaction ID N\n"
 	      "      --force           restore: even over a database in use "
 	      "(non-empty -wal)\n"
+	      "      --no-wait         sync: start shipping now, do not wait\n"
+	      "      --timeout SECONDS sync: give up (exit status 1) after "
+	      "SECONDS\n"
 	      "  -h, --help            this help\n"
 	      "  -V, --version         the version\n"
 	      "\n"
@@ -409,6 +424,118 @@ static void ctl_print_uptime(long long ms)
 		printf("%llds\n", s % 60);
 }
 
+/* A duration for a table cell: "0 ms", "850 ms", "12.3 s", "4m 05s",
+ * "2h 03m", "3d 04h". */
+static void ctl_human_ms(long long ms, char *out, size_t len)
+{
+	long long s = ms / 1000;
+
+	if (ms < 1000)
+		snprintf(out, len, "%lld ms", ms < 0 ? 0 : ms);
+	else if (ms < 60000)
+		snprintf(out, len, "%.1f s", (double)ms / 1000);
+	else if (s < 3600)
+		snprintf(out, len, "%lldm %02llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(out, len, "%lldh %02lldm", s / 3600, s / 60 % 60);
+	else
+		snprintf(out, len, "%lldd %02lldh", s / 86400, s / 3600 % 24);
+}
+
+/* Columns (code points, roughly) that s takes. */
+static int ctl_width(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+/* Text from the daemon in a table cell, padded to width: control
+ * characters (a newline in an error message) become '?'. */
+static void ctl_cell(const char *s, int width)
+{
+	int n = ctl_width(s);
+
+	for (; *s; s++)
+		putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+	printf("%*s", width > n ? width - n : 0, "");
+}
+
+/* One line of the databases table. */
+struct ctl_db_row {
+	const char *name, *sync, *error;
+	char txid[24], lag[24];
+};
+
+/* Tolerates an older daemon's entries (a string, or a "path"). */
+static void ctl_db_row(const json_t *e, struct ctl_db_row *row)
+{
+	json_t *v;
+
+	row->name = json_string_value(e);
+	if (!row->name)
+		row->name = json_string_value(json_object_get(e, "name"));
+	if (!row->name)
+		row->name = ctl_str(e, "path");
+	v = json_object_get(e, "txid");
+	if (json_is_integer(v))
+		snprintf(row->txid, sizeof(row->txid), "%lld",
+			 (long long)json_integer_value(v));
+	else
+		snprintf(row->txid, sizeof(row->txid), "-");
+	v = json_object_get(e, "lag_ms");
+	if (json_is_integer(v))
+		ctl_human_ms((long long)json_integer_value(v), row->lag,
+			     sizeof(row->lag));
+	else
+		snprintf(row->lag, sizeof(row->lag), "-");
+	row->sync = json_string_value(json_object_get(e, "last_sync"));
+	if (!row->sync)
+		row->sync = json_object_get(e, "last_sync") ? "never" : "-";
+	row->error = json_string_value(json_object_get(e, "last_error"));
+	if (!row->error)
+		row->error = "-";
+}
+
+/* NAME TXID LAG LAST SYNC ERROR; the last column is not padded. */
+static void ctl_print_databases(const json_t *dbs)
+{
+	int wname = 4, wtxid = 4, wlag = 3, wsync = 9;
+	struct ctl_db_row row;
+	json_t *e;
+	size_t i;
+
+	if (!json_array_size(dbs)) {
+		printf("(no watched databases)\n");
+		return;
+	}
+	json_array_foreach(dbs, i, e) {
+		ctl_db_row(e, &row);
+		if (ctl_width(row.name) > wname)
+			wname = ctl_width(row.name);
+		if ((int)strlen(row.txid) > wtxid)
+			wtxid = (int)strlen(row.txid);
+		if ((int)strlen(row.lag) > wlag)
+			wlag = (int)strlen(row.lag);
+		if (ctl_width(row.sync) > wsync)
+			wsync = ctl_width(row.sync);
+	}
+	printf("%-*s  %*s  %*s  %-*s  %s\n", wname, "NAME", wtxid, "TXID", wlag,
+	       "LAG", wsync, "LAST SYNC", "ERROR");
+	json_array_foreach(dbs, i, e) {
+		ctl_db_row(e, &row);
+		ctl_cell(row.name, wname);
+		printf("  %*s  %*s  ", wtxid, row.txid, wlag, row.lag);
+		ctl_cell(row.sync, wsync);
+		printf("  ");
+		ctl_cell(row.error, 0);
+		printf("\n");
+	}
+}
+
 static void ctl_print_status(const json_t *r)
 {
 	json_t *workers = json_object_get(r, "workers");
@@ -427,21 +554,8 @@ static void ctl_print_status(const json_t *r)
 	json_array_foreach(workers, i, e)
 		printf("%-10lld%lld\n", ctl_int(e, "pid"),
 		       ctl_int(e, "restarts"));
-	printf("\nDATABASE\n");
-	if (!json_array_size(dbs))
-		printf("(none)\n");
-	json_array_foreach(dbs, i, e) {
-		const char *name = json_string_value(e);
-
-		if (!name)
-			name = json_string_value(json_object_get(e, "path"));
-		if (!name)
-			name = ctl_str(e, "name");
-		printf("%s", name);
-		if (json_is_integer(json_object_get(e, "txid")))
-			printf("  txid %lld", ctl_int(e, "txid"));
-		printf("\n");
-	}
+	printf("\n");
+	ctl_print_databases(dbs);
 }
 
 static void ctl_print_result(struct ctl *c, const json_t *r)
@@ -481,6 +595,23 @@ static void ctl_print_result(struct ctl *c, const json_t *r)
 		printf("restored %s to %s (txid %lld, at %s)\n",
 		       ctl_str(r, "name"), ctl_str(r, "output"),
 		       ctl_int(r, "txid"), ctl_str(r, "timestamp"));
+	} else if (strcmp(c->cmd, "watch") == 0) {
+		printf("watching %s -> %s (%s, txid %lld in the replica)\n",
+		       ctl_str(r, "name"), ctl_str(r, "bucket"),
+		       ctl_str(r, "state"), ctl_int(r, "txid"));
+	} else if (strcmp(c->cmd, "unwatch") == 0) {
+		printf("stopped watching %s: txid %lld in the replica\n",
+		       ctl_str(r, "name"), ctl_int(r, "txid"));
+	} else if (strcmp(c->cmd, "sync") == 0) {
+		if (c->no_wait) {
+			ctl_human_ms(ctl_int(r, "lag_ms"), size, sizeof(size));
+			printf("sync of %s started: txid %lld in the replica, "
+			       "lag %s\n",
+			       ctl_str(r, "name"), ctl_int(r, "txid"), size);
+		} else {
+			printf("synced %s: txid %lld in the replica\n",
+			       ctl_str(r, "name"), ctl_int(r, "txid"));
+		}
 	} else if (strcmp(c->cmd, "shutdown") == 0) {
 		printf("walrustd is shutting down\n");
 	}
@@ -626,7 +757,7 @@ static int ctl_finish(struct ctl *c)
 
 /* ------------------------------------------------------------------ main */
 
-enum { OPT_JSON = 256, OPT_AT, OPT_TXID, OPT_FORCE };
+enum { OPT_JSON = 256, OPT_AT, OPT_TXID, OPT_FORCE, OPT_NO_WAIT, OPT_TIMEOUT };
 
 static const struct option ctl_options[] = {
 	{"socket", required_argument, NULL, 's'},
@@ -639,6 +770,8 @@ static const struct option ctl_options[] = {
 	{"at", required_argument, NULL, OPT_AT},
 	{"txid", required_argument, NULL, OPT_TXID},
 	{"force", no_argument, NULL, OPT_FORCE},
+	{"no-wait", no_argument, NULL, OPT_NO_WAIT},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
 	{NULL, 0, NULL, 0},
 };
 
@@ -647,12 +780,13 @@ int main(int argc, char **argv)
 	struct ctl c = {0};
 	const struct wrp_command *cmd;
 	const char *sock = NULL, *bucket = NULL, *endpoint = NULL;
-	const char *at = NULL, *txid = NULL;
+	const char *at = NULL, *txid = NULL, *timeout = NULL;
 	char sockbuf[PATH_MAX], *path = NULL, *end;
 	json_t *args = NULL, *req = NULL;
 	bool force = false;
-	long long txid_val = 0;
-	int opt, nargs, fd = -1, rc;
+	long long txid_val = 0, timeout_ms = 0;
+	double secs;
+	int opt, nargs, want, fd = -1, rc;
 
 	argv[0] = (char *)"walrustctl"; /* getopt's messages */
 	while ((opt = getopt_long(argc, argv, "s:b:e:qhV", ctl_options,
@@ -682,6 +816,12 @@ int main(int argc, char **argv)
 		case OPT_FORCE:
 			force = true;
 			break;
+		case OPT_NO_WAIT:
+			c.no_wait = true;
+			break;
+		case OPT_TIMEOUT:
+			timeout = optarg;
+			break;
 		case 'h':
 			ctl_help(stdout);
 			return CTL_EXIT_OK;
@@ -704,6 +844,26 @@ int main(int argc, char **argv)
 	if ((at || txid || force) && strcmp(c.cmd, "restore"))
 		return ctl_usage_error("--at, --txid and --force are options "
 				       "of restore");
+	if ((c.no_wait || timeout) && strcmp(c.cmd, "sync"))
+		return ctl_usage_error("--no-wait and --timeout are options of "
+				       "sync");
+	if (c.no_wait && timeout)
+		return ctl_usage_error("--timeout is for waiting: not with "
+				       "--no-wait");
+	if (timeout) {
+		/* Decimal seconds, rounded up to a millisecond. */
+		errno = 0;
+		secs = strtod(timeout, &end);
+		if (!*timeout || strspn(timeout, "0123456789.") !=
+					 strlen(timeout) ||
+		    errno || *end || !(secs >= 0 && secs <= 1e12))
+			return ctl_usage_error("--timeout: not a number of "
+					       "seconds: '%s'",
+					       timeout);
+		timeout_ms = (long long)(secs * 1000);
+		if ((double)timeout_ms < secs * 1000)
+			timeout_ms++;
+	}
 	if (txid) {
 		errno = 0;
 		txid_val = strtoll(txid, &end, 10);
@@ -718,8 +878,12 @@ int main(int argc, char **argv)
 	c.warned = json_array();
 	if (!args || !c.warned)
 		goto oom;
-	if (strcmp(c.cmd, "snapshot") == 0 || strcmp(c.cmd, "restore") == 0) {
-		int want = strcmp(c.cmd, "snapshot") == 0 ? 1 : 2;
+	/* restore NAME OUTPUT; snapshot, watch, unwatch, sync DB */
+	if (strcmp(c.cmd, "restore") == 0)
+		want = 2;
+	else
+		want = ctl_cmd_takes(cmd, "database") ? 1 : 0;
+	if (want) {
 		const char *p;
 
 		if (nargs != want) {
@@ -755,6 +919,11 @@ int main(int argc, char **argv)
 	if (txid && json_object_set_new(args, "txid", json_integer(txid_val)))
 		goto oom;
 	if (force && json_object_set_new(args, "force", json_true()))
+		goto oom;
+	if (c.no_wait && json_object_set_new(args, "wait", json_false()))
+		goto oom;
+	if (timeout &&
+	    json_object_set_new(args, "timeout_ms", json_integer(timeout_ms)))
 		goto oom;
 	if (ctl_cmd_takes(cmd, "bucket")) {
 		if (!bucket)

@@ -4,7 +4,9 @@
  * restarts. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "daemon.h"
 
@@ -17,13 +19,38 @@ static void cmd_watch_start(struct worker_req *r)
 		return;
 	}
 	struct db *d = worker_db_find(path);
+	const char *want = storage_describe(r->storage);
+	if (d) {
+		json_t *st = db_status(d);
+		const char *have = json_string_value(json_object_get(st, "bucket"));
+		bool other = strcmp(have, want) != 0;
+		json_decref(st);
+		if (other) {
+			worker_fail(r, WRP_E_INVALID,
+				    "%s is already watched with another replica; unwatch it first",
+				    path);
+			return;
+		}
+	} else {
+		char *name = replica_name_from_path(path);
+		struct db *clash = name ? worker_db_find_name(name, want) : NULL;
+		free(name);
+		if (clash) {
+			worker_fail(r, WRP_E_INVALID,
+				    "%s has the same name as the watched %s in %s: two databases cannot share one replica path",
+				    path, db_path(clash), want);
+			return;
+		}
+	}
 	if (!d) {
 		char *err = NULL;
 		int rc = db_new(&d, r->storage->loop, path, r->storage, r->args,
 				wrp_arg_int(r->args, "sync_interval_ms", 1000),
 				&err);
 		if (rc < 0) {
-			worker_fail(r, rc == -ENOENT ? WRP_E_NOT_FOUND : WRP_E_IO,
+			worker_fail(r, rc == -ENOENT  ? WRP_E_NOT_FOUND
+				       : rc == -EINVAL ? WRP_E_INVALID
+						       : WRP_E_IO,
 				    "cannot watch %s: %s", path,
 				    err ? err : "error");
 			free(err);

@@ -3,7 +3,7 @@
  * litestream.yml read with libyaml. Pure: no libuv, no curl.
  *
  * Named config-file.h rather than config.h on purpose: a daemon/config.h
- * would shadow autoconf's config.h for every daemon/*.c, because a quoted
+ * would shadow autoconf's config.h for every daemon source file: a quoted
  * #include searches the including file's own directory first.
  *
  * See the essay at the top of config.c for the accepted format and how it

@@ -222,6 +222,7 @@ struct worker_req {
 void worker_reply(struct worker_req *r, json_t *result);
 /* The databases this worker watches. */
 struct db *worker_db_find(const char *path);
+struct db *worker_db_find_name(const char *name, const char *replica);
 void worker_db_add(struct db *d);
 void worker_db_remove(struct db *d);
 json_t *worker_dbs_status(void);

@@ -31,6 +31,21 @@ struct db *worker_db_find(const char *path)
 	return NULL;
 }
 
+struct db *worker_db_find_name(const char *name, const char *replica)
+{
+	for (struct worker_db *w = worker_dbs; w; w = w->next) {
+		if (strcmp(db_name(w->db), name) != 0)
+			continue;
+		json_t *st = db_status(w->db);
+		bool same = strcmp(json_string_value(json_object_get(st, "bucket")),
+				   replica) == 0;
+		json_decref(st);
+		if (same)
+			return w->db;
+	}
+	return NULL;
+}
+
 void worker_db_add(struct db *d)
 {
 	struct worker_db *w = calloc(1, sizeof *w);

@@ -55,7 +55,7 @@
 
 /* ---------------------------------------------------------------- table */
 
-/* Remote storage arguments shared by snapshot, restore and list. */
+/* Remote storage arguments shared by snapshot, restore, list and watch. */
 #define WRP_STORAGE_ARGS                                                       \
 	{"bucket", WRP_STRING, false}, {"endpoint", WRP_STRING, false},        \
 		{"aws", WRP_OBJECT, false}
@@ -83,6 +83,25 @@ static const struct wrp_arg wrp_args_list[] = {
 	{NULL, WRP_STRING, false},
 };
 
+static const struct wrp_arg wrp_args_watch[] = {
+	{"database", WRP_STRING, true},
+	WRP_STORAGE_ARGS,
+	{"sync_interval_ms", WRP_INTEGER, false},
+	{NULL, WRP_STRING, false},
+};
+
+static const struct wrp_arg wrp_args_unwatch[] = {
+	{"database", WRP_STRING, true},
+	{NULL, WRP_STRING, false},
+};
+
+static const struct wrp_arg wrp_args_sync[] = {
+	{"database", WRP_STRING, true},
+	{"wait", WRP_BOOLEAN, false},
+	{"timeout_ms", WRP_INTEGER, false},
+	{NULL, WRP_STRING, false},
+};
+
 const struct wrp_command wrp_commands[] = {
 	{"hello", wrp_args_none, false},
 	{"snapshot", wrp_args_snapshot, true},
@@ -90,6 +109,9 @@ const struct wrp_command wrp_commands[] = {
 	{"list", wrp_args_list, false},
 	{"status", wrp_args_none, false},
 	{"shutdown", wrp_args_none, false},
+	{"watch", wrp_args_watch, false},
+	{"unwatch", wrp_args_unwatch, false},
+	{"sync", wrp_args_sync, false},
 	{NULL, NULL, false},
 };
 
@@ -106,7 +128,7 @@ static const char *const wrp_error_codes[] = {
 	WRP_E_BEFORE_FIRST, WRP_E_AUTH,      WRP_E_UNREACHABLE,
 	WRP_E_STORAGE,     WRP_E_CHECKSUM,   WRP_E_IN_USE,
 	WRP_E_INVALID,     WRP_E_IO,         WRP_E_SHUTTING_DOWN,
-	WRP_E_INTERNAL,    NULL,
+	WRP_E_TIMEOUT,     WRP_E_INTERNAL,   NULL,
 };
 
 const struct wrp_command *wrp_command_find(const char *name)
@@ -623,7 +645,8 @@ json_t *wrp_parse_request(const char *line, size_t len,
 	args = json_object_get(req, "args");
 	if (!args) {
 		/* Omitted means {}: handlers always find an object. */
-		if (json_object_set_new(req, "args", json_object())) {
+		args = json_object();
+		if (!args || json_object_set_new(req, "args", args)) {
 			code = WRP_E_INTERNAL;
 			msg = strdup("out of memory");
 			goto fail;
@@ -631,9 +654,10 @@ json_t *wrp_parse_request(const char *line, size_t len,
 	} else if (!json_is_object(args)) {
 		msg = strdup("\"args\" must be an object");
 		goto fail;
-	} else if (wrp_check_args(cmd, args, &msg)) {
-		goto fail;
 	}
+	/* Omitted args too: {} lacks the required ones. */
+	if (wrp_check_args(cmd, args, &msg))
+		goto fail;
 	if (cmdp)
 		*cmdp = cmd;
 	return req;

@@ -40,6 +40,7 @@
 #define WRP_E_INVALID "invalid_argument"      /* e.g. name with "../" */
 #define WRP_E_IO "io"                         /* local I/O error */
 #define WRP_E_SHUTTING_DOWN "shutting_down"
+#define WRP_E_TIMEOUT "timeout"               /* sync: timeout_ms passed */
 #define WRP_E_INTERNAL "internal"
 
 /* Argument types for the command table. */

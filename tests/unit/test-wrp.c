@@ -1,7 +1,9 @@
 /*
  * test-wrp.c: the control protocol (proto/wrp.c): framing, request parsing
  * (one test per error code), builders checked by wrp_check_message, the
- * checker's rejections, and every golden transcript in proto/examples.
+ * checker's rejections, every golden transcript in proto/examples (with the
+ * result members PROTOCOL.md documents for each command), and PROTOCOL.md
+ * against the command table and the error codes.
  */
 #include "config.h"
 
@@ -18,6 +20,17 @@
 #ifndef PROTO_EXAMPLES
 #define PROTO_EXAMPLES "proto/examples"
 #endif
+#define PROTO_DOC PROTO_EXAMPLES "/../PROTOCOL.md"
+
+/* Every error code of this version (wrp.c's closed set). */
+static const char *const all_codes[] = {
+	WRP_E_BAD_REQUEST, WRP_E_TOO_LONG,     WRP_E_VERSION,
+	WRP_E_UNKNOWN_CMD, WRP_E_NOT_FOUND,    WRP_E_NO_SNAPSHOT,
+	WRP_E_BEFORE_FIRST, WRP_E_AUTH,        WRP_E_UNREACHABLE,
+	WRP_E_STORAGE,     WRP_E_CHECKSUM,     WRP_E_IN_USE,
+	WRP_E_INVALID,     WRP_E_IO,           WRP_E_SHUTTING_DOWN,
+	WRP_E_TIMEOUT,     WRP_E_INTERNAL,
+};
 
 /* ------------------------------------------------------------- framing */
 
@@ -320,6 +333,41 @@ START_TEST(test_parse_ok)
 	ck_assert_uint_eq(json_object_size(json_object_get(req, "args")), 0);
 	json_decref(req);
 
+	/* the replication commands */
+	line = "{\"v\":1,\"id\":\"w\",\"cmd\":\"watch\",\"args\":"
+	       "{\"database\":\"/a.db\",\"bucket\":\"s3://b\","
+	       "\"sync_interval_ms\":250,\"aws\":{\"region\":\"r\"}}}";
+	req = wrp_parse_request(line, strlen(line), &cmd, &err);
+	ck_assert_ptr_nonnull(req);
+	ck_assert_str_eq(cmd->name, "watch");
+	ck_assert(!cmd->streams);
+	args = json_object_get(req, "args");
+	ck_assert_int_eq(wrp_arg_int(args, "sync_interval_ms", -1), 250);
+	json_decref(req);
+	line = "{\"v\":1,\"id\":2,\"cmd\":\"sync\",\"args\":"
+	       "{\"database\":\"/a.db\",\"wait\":false,\"timeout_ms\":0}}";
+	req = wrp_parse_request(line, strlen(line), &cmd, &err);
+	ck_assert_ptr_nonnull(req);
+	ck_assert_str_eq(cmd->name, "sync");
+	args = json_object_get(req, "args");
+	ck_assert(!wrp_arg_bool(args, "wait", true));
+	ck_assert_int_eq(wrp_arg_int(args, "timeout_ms", -1), 0);
+	json_decref(req);
+	/* values are the command's to check: a negative timeout parses */
+	line = "{\"v\":1,\"id\":3,\"cmd\":\"sync\",\"args\":"
+	       "{\"database\":\"/a.db\",\"timeout_ms\":-5}}";
+	req = wrp_parse_request(line, strlen(line), &cmd, &err);
+	ck_assert_ptr_nonnull(req);
+	args = json_object_get(req, "args");
+	ck_assert(wrp_arg_bool(args, "wait", true));
+	json_decref(req);
+	line = "{\"v\":1,\"id\":4,\"cmd\":\"unwatch\",\"args\":"
+	       "{\"database\":\"/a.db\"}}";
+	req = wrp_parse_request(line, strlen(line), &cmd, &err);
+	ck_assert_ptr_nonnull(req);
+	ck_assert_str_eq(cmd->name, "unwatch");
+	json_decref(req);
+
 	/* whitespace around tokens is fine; NULL out-parameters too */
 	line = " { \"cmd\" : \"hello\" , \"v\" : 1 , \"id\" : 0 }\r";
 	req = wrp_parse_request(line, strlen(line), NULL, NULL);
@@ -361,6 +409,10 @@ START_TEST(test_parse_bad_request)
 	expect_error("{\"v\":1,\"id\":\"s\",\"cmd\":\"snapshot\",\"args\":{}}",
 		     WRP_E_BAD_REQUEST, "\"s\"",
 		     "missing required argument \"database\" for snapshot");
+	/* args omitted is {}: the required ones are still missing */
+	expect_error("{\"v\":1,\"id\":\"s\",\"cmd\":\"restore\"}",
+		     WRP_E_BAD_REQUEST, "\"s\"",
+		     "missing required argument \"name\" for restore");
 	expect_error("{\"v\":1,\"id\":6,\"cmd\":\"snapshot\",\"args\":"
 		     "{\"database\":7}}",
 		     WRP_E_BAD_REQUEST, "6",
@@ -389,6 +441,42 @@ START_TEST(test_parse_bad_request)
 	expect_error("{\"v\":1,\"id\":8,\"cmd\":\"list\",\"args\":{\"aws\":"
 		     "{\"region\":1}}}",
 		     WRP_E_BAD_REQUEST, "8", "\"aws.region\" must be a string");
+	/* the replication commands */
+	expect_error("{\"v\":1,\"id\":9,\"cmd\":\"watch\"}", WRP_E_BAD_REQUEST,
+		     "9", "missing required argument \"database\" for watch");
+	expect_error("{\"v\":1,\"id\":9,\"cmd\":\"watch\",\"args\":"
+		     "{\"database\":\"/a\",\"sync_interval_ms\":1.5}}",
+		     WRP_E_BAD_REQUEST, "9",
+		     "argument \"sync_interval_ms\" of watch must be an integer");
+	expect_error("{\"v\":1,\"id\":9,\"cmd\":\"watch\",\"args\":"
+		     "{\"database\":\"/a\",\"aws\":{\"token\":\"t\"}}}",
+		     WRP_E_BAD_REQUEST, "9", "unknown member \"token\" in");
+	expect_error("{\"v\":1,\"id\":9,\"cmd\":\"watch\",\"args\":"
+		     "{\"database\":\"/a\",\"wait\":true}}",
+		     WRP_E_BAD_REQUEST, "9", "unknown argument for watch: \"wait\"");
+	expect_error("{\"v\":1,\"id\":9,\"cmd\":\"unwatch\",\"args\":"
+		     "{\"database\":\"/a\",\"bucket\":\"s3://b\"}}",
+		     WRP_E_BAD_REQUEST, "9",
+		     "unknown argument for unwatch: \"bucket\"");
+	expect_error("{\"v\":1,\"id\":9,\"cmd\":\"unwatch\",\"args\":"
+		     "{\"database\":null}}",
+		     WRP_E_BAD_REQUEST, "9",
+		     "argument \"database\" of unwatch must be a string");
+	expect_error("{\"v\":1,\"id\":9,\"cmd\":\"sync\",\"args\":"
+		     "{\"wait\":true}}",
+		     WRP_E_BAD_REQUEST, "9",
+		     "missing required argument \"database\" for sync");
+	expect_error("{\"v\":1,\"id\":9,\"cmd\":\"sync\",\"args\":"
+		     "{\"database\":\"/a\",\"wait\":0}}",
+		     WRP_E_BAD_REQUEST, "9", "argument \"wait\" of sync must be a boolean");
+	expect_error("{\"v\":1,\"id\":9,\"cmd\":\"sync\",\"args\":"
+		     "{\"database\":\"/a\",\"timeout_ms\":\"5s\"}}",
+		     WRP_E_BAD_REQUEST, "9",
+		     "argument \"timeout_ms\" of sync must be an integer");
+	expect_error("{\"v\":1,\"id\":9,\"cmd\":\"sync\",\"args\":"
+		     "{\"database\":\"/a\",\"timeout\":5,\"aws\":{}}}",
+		     WRP_E_BAD_REQUEST, "9",
+		     "unknown arguments for sync: \"timeout\", \"aws\"");
 }
 END_TEST
 
@@ -475,8 +563,10 @@ END_TEST
 START_TEST(test_command_table)
 {
 	const struct wrp_command *c;
-	const char *names[] = {"hello",  "snapshot", "restore",
-			       "list",   "status",   "shutdown"};
+	const char *names[] = {"hello",  "snapshot", "restore", "list",
+			       "status", "shutdown", "watch",   "unwatch",
+			       "sync"};
+	int n = 0;
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		c = wrp_command_find(names[i]);
@@ -484,6 +574,9 @@ START_TEST(test_command_table)
 		ck_assert_str_eq(c->name, names[i]);
 		ck_assert_ptr_nonnull(c->args);
 	}
+	for (c = wrp_commands; c->name; c++)
+		n++;
+	ck_assert_int_eq(n, sizeof(names) / sizeof(names[0]));
 	ck_assert_ptr_null(wrp_command_find("HELLO"));
 	ck_assert_ptr_null(wrp_command_find(NULL));
 	ck_assert(wrp_command_find("snapshot")->streams);
@@ -491,6 +584,28 @@ START_TEST(test_command_table)
 	c = wrp_command_find("restore");
 	ck_assert_str_eq(c->args[0].name, "name");
 	ck_assert(c->args[0].required);
+	/* the replication commands: the database first, required */
+	for (size_t i = 6; i < sizeof(names) / sizeof(names[0]); i++) {
+		c = wrp_command_find(names[i]);
+		ck_assert(!c->streams);
+		ck_assert_str_eq(c->args[0].name, "database");
+		ck_assert_int_eq(c->args[0].type, WRP_STRING);
+		ck_assert(c->args[0].required);
+		for (size_t j = 1; c->args[j].name; j++)
+			ck_assert(!c->args[j].required);
+	}
+	c = wrp_command_find("watch");
+	ck_assert_int_eq(c->args[4].type, WRP_INTEGER);
+	ck_assert_str_eq(c->args[4].name, "sync_interval_ms");
+	ck_assert_ptr_null(c->args[5].name);
+	c = wrp_command_find("unwatch");
+	ck_assert_ptr_null(c->args[1].name);
+	c = wrp_command_find("sync");
+	ck_assert_str_eq(c->args[1].name, "wait");
+	ck_assert_int_eq(c->args[1].type, WRP_BOOLEAN);
+	ck_assert_str_eq(c->args[2].name, "timeout_ms");
+	ck_assert_int_eq(c->args[2].type, WRP_INTEGER);
+	ck_assert_ptr_null(c->args[3].name);
 }
 END_TEST
 
@@ -528,14 +643,6 @@ static void expect_invalid(const char *line, const char *frag)
 
 START_TEST(test_builders_valid)
 {
-	const char *codes[] = {
-		WRP_E_BAD_REQUEST, WRP_E_TOO_LONG,     WRP_E_VERSION,
-		WRP_E_UNKNOWN_CMD, WRP_E_NOT_FOUND,    WRP_E_NO_SNAPSHOT,
-		WRP_E_BEFORE_FIRST, WRP_E_AUTH,        WRP_E_UNREACHABLE,
-		WRP_E_STORAGE,     WRP_E_CHECKSUM,     WRP_E_IN_USE,
-		WRP_E_INVALID,     WRP_E_IO,           WRP_E_SHUTTING_DOWN,
-		WRP_E_INTERNAL,
-	};
 	json_t *id = json_integer(7), *sid = json_string("abc");
 	json_t *req, *err;
 	const struct wrp_command *cmd;
@@ -546,8 +653,8 @@ START_TEST(test_builders_valid)
 						"0.1.0", "protocol", 1, "pid",
 						42)));
 	expect_valid(wrp_reply_ok(sid, NULL));
-	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
-		expect_valid(wrp_reply_error(id, codes[i], "failed: %s %d",
+	for (size_t i = 0; i < sizeof(all_codes) / sizeof(all_codes[0]); i++)
+		expect_valid(wrp_reply_error(id, all_codes[i], "failed: %s %d",
 					     "x", (int)i));
 	expect_valid(wrp_reply_error(NULL, WRP_E_BAD_REQUEST, "no id"));
 	/* a message that is not UTF-8 still makes a valid reply */
@@ -603,6 +710,9 @@ START_TEST(test_check_rejects)
 		       "error");
 	expect_invalid("{\"v\":1,\"id\":1,\"ok\":false,\"error\":"
 		       "{\"code\":\"oops\",\"message\":\"m\"}}",
+		       "unknown error code");
+	expect_invalid("{\"v\":1,\"id\":1,\"ok\":false,\"error\":"
+		       "{\"code\":\"Timeout\",\"message\":\"m\"}}",
 		       "unknown error code");
 	expect_invalid("{\"v\":1,\"id\":1,\"ok\":false,\"error\":"
 		       "{\"code\":\"io\"}}",
@@ -748,6 +858,139 @@ static json_t *golden_expect(const char *file, int lineno, json_t *e)
 	return out;
 }
 
+/*
+ * The result members of each command's success reply, as PROTOCOL.md
+ * documents them: "member:T ...", T being s (string), i (integer >= 0),
+ * b (boolean), a (array) or n (string or null). Replies may carry more
+ * members (additive changes); these must be there.
+ */
+static const struct {
+	const char *cmd;
+	const char *members;
+} golden_results[] = {
+	{"hello", "version:s protocol:i pid:i"},
+	{"snapshot", "name:s database:s bucket:s txid:i key:s pages:i "
+		     "page_size:i bytes:i timestamp:s wal_mode:b warnings:a"},
+	{"restore", "name:s output:s bucket:s txid:i timestamp:s files:i "
+		    "pages:i bytes:i"},
+	{"list", "bucket:s databases:a"},
+	{"status", "version:s pid:i uptime_ms:i socket:s default_bucket:s "
+		   "workers:a jobs:i databases:a"},
+	{"shutdown", ""},
+	{"watch", "name:s database:s bucket:s txid:i state:s"},
+	{"unwatch", "name:s database:s txid:i"},
+	{"sync", "name:s database:s txid:i lag_ms:i"},
+};
+/* A member of status's "databases". */
+static const char *const golden_status_db =
+	"name:s database:s bucket:s state:s txid:i captured_txid:i "
+	"wal_offset:i lag_ms:i last_sync:n last_error:n files:i bytes:i";
+static const char *const golden_states[] = {"starting", "replicating",
+					    "stopping", "error", NULL};
+
+static const char *golden_result_spec(const char *cmd)
+{
+	for (size_t i = 0; i < sizeof(golden_results) / sizeof(golden_results[0]);
+	     i++)
+		if (strcmp(golden_results[i].cmd, cmd) == 0)
+			return golden_results[i].members;
+	return NULL;
+}
+
+static void golden_shape(const char *where, const json_t *obj,
+			 const char *spec)
+{
+	char *copy = strdup(spec), *save = NULL, *tok;
+
+	ck_assert_ptr_nonnull(copy);
+	ck_assert_msg(json_is_object(obj), "%s: not an object", where);
+	for (tok = strtok_r(copy, " ", &save); tok;
+	     tok = strtok_r(NULL, " ", &save)) {
+		char *colon = strchr(tok, ':');
+		json_t *v;
+		bool ok = false;
+
+		ck_assert_ptr_nonnull(colon);
+		*colon = '\0';
+		v = json_object_get(obj, tok);
+		switch (colon[1]) {
+		case 's':
+			ok = json_is_string(v);
+			break;
+		case 'i':
+			ok = json_is_integer(v) && json_integer_value(v) >= 0;
+			break;
+		case 'b':
+			ok = json_is_boolean(v);
+			break;
+		case 'a':
+			ok = json_is_array(v);
+			break;
+		case 'n':
+			ok = json_is_string(v) || json_is_null(v);
+			break;
+		}
+		ck_assert_msg(ok, "%s: member \"%s\" missing or not of type %c",
+			      where, tok, colon[1]);
+	}
+	free(copy);
+}
+
+static void golden_state(const char *where, const json_t *obj)
+{
+	const char *st = json_string_value(json_object_get(obj, "state"));
+	size_t i;
+
+	for (i = 0; golden_states[i]; i++)
+		if (strcmp(golden_states[i], st) == 0)
+			return;
+	ck_abort_msg("%s: unknown state \"%s\"", where, st);
+}
+
+/* A success reply to cmd, from file:line. */
+static void golden_check_result(const char *file, int lineno, const char *cmd,
+				const json_t *result)
+{
+	const char *spec = golden_result_spec(cmd);
+	const char *prev = NULL;
+	char where[256];
+	json_t *e;
+	size_t i;
+
+	snprintf(where, sizeof(where), "%s:%d: %s result", file, lineno, cmd);
+	ck_assert_msg(spec != NULL, "%s: no documented shape", where);
+	golden_shape(where, result, spec);
+	if (strcmp(cmd, "watch") == 0)
+		golden_state(where, result);
+	if (strcmp(cmd, "list") == 0)
+		json_array_foreach(json_object_get(result, "databases"), i, e)
+			ck_assert_msg(json_is_string(e), "%s: a name", where);
+	if (strcmp(cmd, "status") != 0)
+		return;
+	json_array_foreach(json_object_get(result, "databases"), i, e) {
+		const char *db;
+
+		snprintf(where, sizeof(where), "%s:%d: status databases[%zu]",
+			 file, lineno, i);
+		golden_shape(where, e, golden_status_db);
+		golden_state(where, e);
+		ck_assert_msg(json_integer_value(json_object_get(
+				      e, "captured_txid")) >=
+				      json_integer_value(json_object_get(e, "txid")),
+			      "%s: captured_txid < txid", where);
+		if (json_equal(json_object_get(e, "captured_txid"),
+			       json_object_get(e, "txid")))
+			ck_assert_msg(json_integer_value(json_object_get(
+					      e, "lag_ms")) == 0,
+				      "%s: lag without a transaction to ship",
+				      where);
+		db = json_string_value(json_object_get(e, "database"));
+		ck_assert_msg(!prev || strcmp(prev, db) < 0,
+			      "%s: not sorted by database", where);
+		prev = db;
+	}
+}
+
 static void golden_check_file(const char *dir, const char *name,
 			      json_t *seen_cmds)
 {
@@ -831,6 +1074,33 @@ static void golden_check_file(const char *dir, const char *name,
 				continue;
 			found = true;
 			json_object_set_new(rep, "claimed", json_true());
+			/* Request checking is wrp_parse_request's alone: an
+			 * accepted request never gets its errors. */
+			if (json_is_null(experr) &&
+			    json_is_false(json_object_get(m, "ok"))) {
+				const char *code = json_string_value(
+					json_object_get(json_object_get(m,
+									"error"),
+							"code"));
+
+				ck_assert_msg(strcmp(code, WRP_E_BAD_REQUEST) &&
+						      strcmp(code,
+							     WRP_E_UNKNOWN_CMD) &&
+						      strcmp(code, WRP_E_VERSION) &&
+						      strcmp(code, WRP_E_TOO_LONG),
+					      "%s:%d: %s for a valid request",
+					      name, rl, code);
+			}
+			if (json_is_null(experr) &&
+			    json_is_true(json_object_get(m, "ok")))
+				golden_check_result(
+					name, (int)json_integer_value(
+						      json_object_get(rep,
+								      "lineno")),
+					json_string_value(json_object_get(
+						json_object_get(req, "msg"),
+						"cmd")),
+					json_object_get(m, "result"));
 			if (!json_is_null(experr)) {
 				json_t *got = json_object_get(m, "error");
 				const char *wm = json_string_value(
@@ -899,11 +1169,84 @@ START_TEST(test_golden_examples)
 	}
 	closedir(d);
 	ck_assert_int_ge(files, 1);
-	/* each command has an accepted request in its own example file */
-	for (c = wrp_commands; c->name; c++)
+	/* each command has an accepted request in its own example file, and
+	 * a documented result */
+	for (c = wrp_commands; c->name; c++) {
 		ck_assert_msg(json_object_get(seen, c->name),
 			      "no example of %s", c->name);
+		ck_assert_msg(golden_result_spec(c->name) != NULL,
+			      "no result shape for %s", c->name);
+	}
 	json_decref(seen);
+}
+END_TEST
+
+/* PROTOCOL.md documents each command (a section naming each argument) and
+ * exactly the error codes of wrp.c. */
+START_TEST(test_protocol_doc)
+{
+	FILE *f = fopen(PROTO_DOC, "r");
+	const struct wrp_command *c;
+	const struct wrp_arg *a;
+	char *doc, *table, *end, needle[128];
+	long size;
+
+	ck_assert_msg(f != NULL, "open %s", PROTO_DOC);
+	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+	size = ftell(f);
+	ck_assert_int_gt(size, 0);
+	rewind(f);
+	doc = calloc(1, (size_t)size + 1);
+	ck_assert_ptr_nonnull(doc);
+	ck_assert_uint_eq(fread(doc, 1, (size_t)size, f), (size_t)size);
+	fclose(f);
+
+	for (c = wrp_commands; c->name; c++) {
+		char *sec, *next;
+
+		snprintf(needle, sizeof(needle), "\n### %s\n", c->name);
+		sec = strstr(doc, needle);
+		if (!sec) {
+			snprintf(needle, sizeof(needle), "\n### %s \xe2\x80\x94 streams\n",
+				 c->name);
+			sec = strstr(doc, needle);
+		}
+		ck_assert_msg(sec != NULL, "no section for %s", c->name);
+		ck_assert_msg((strstr(needle, "streams") != NULL) == c->streams,
+			      "%s: \"streams\" in the title", c->name);
+		sec += strlen(needle);
+		next = strstr(sec, "\n## ");
+		end = strstr(sec, "\n### ");
+		if (!end || (next && next < end))
+			end = next;
+		ck_assert_ptr_nonnull(end);
+		*end = '\0';
+		for (a = c->args; a->name; a++) {
+			snprintf(needle, sizeof(needle), "`%s`", a->name);
+			ck_assert_msg(strstr(sec, needle), "%s: %s undocumented",
+				      c->name, a->name);
+		}
+		*end = '\n';
+	}
+	table = strstr(doc, "\n## Error codes\n");
+	ck_assert_ptr_nonnull(table);
+	end = strstr(table + 1, "\n## ");
+	ck_assert_ptr_nonnull(end);
+	*end = '\0';
+	for (size_t i = 0; i < sizeof(all_codes) / sizeof(all_codes[0]); i++) {
+		snprintf(needle, sizeof(needle), "\n| `%s` |", all_codes[i]);
+		ck_assert_msg(strstr(table, needle), "code %s undocumented",
+			      all_codes[i]);
+	}
+	/* ... and no other (one table row per code) */
+	{
+		size_t rows = 0;
+
+		for (char *p = table; (p = strstr(p, "\n| `")); p++)
+			rows++;
+		ck_assert_uint_eq(rows, sizeof(all_codes) / sizeof(all_codes[0]));
+	}
+	free(doc);
 }
 END_TEST
 
@@ -942,6 +1285,7 @@ Suite *wrp_suite(void)
 	tc = tcase_create("golden");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_golden_examples);
+	tcase_add_test(tc, test_protocol_doc);
 	suite_add_tcase(s, tc);
 	return s;
 }
