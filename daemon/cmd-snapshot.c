@@ -21,8 +21,11 @@ static void cmd_snapshot_done(void *arg, int status, uint64_t txid,
 		return;
 	}
 	json_t *st = db_status(d);
-	char *key = replica_key(STORAGE_S3, db_name(d), REPLICA_SNAPSHOT_LEVEL,
-				1, txid);
+	struct storage *s = db_storage(d);
+	char *rel = replica_key(storage_kind(s), db_name(d),
+				REPLICA_SNAPSHOT_LEVEL, 1, txid);
+	char *key = storage_object_name(s, rel);
+	free(rel);
 	char ts[48];
 	util_rfc3339_ms(util_now_ms(), ts, sizeof ts);
 	worker_reply(r, json_pack("{s:s,s:s,s:O,s:I,s:s,s:I,s:I,s:I,s:s,s:b,s:[]}",

@@ -2011,7 +2011,7 @@ static int config_resolve(struct config_parser *p, const struct config_rs *own,
 	}
 	if (own->url && (rc = config_s3_url(p, um, where, own->url, &u)))
 		goto out;
-	if (!bucket)
+	if (own->url) /* the url's bucket beats an inherited one */
 		bucket = u.bucket;
 	if (!bucket || !*bucket) {
 		rc = config_fail(p, um,

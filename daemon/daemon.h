@@ -106,6 +106,7 @@ void db_snapshot(struct db *d, db_snapshot_cb cb, void *arg);
 const char *db_path(const struct db *d);
 const char *db_name(const struct db *d);
 uint64_t db_txid(const struct db *d);
+struct storage *db_storage(const struct db *d);
 json_t *db_status(const struct db *d);
 
 /* ------------------------------------------------------------ snapshot.c */

@@ -941,3 +941,8 @@ uint64_t db_txid(const struct db *d)
 {
 	return d->pos.txid;
 }
+
+struct storage *db_storage(const struct db *d)
+{
+	return d->s;
+}

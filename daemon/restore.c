@@ -340,6 +340,24 @@ out:
 	return rc;
 }
 
+/* Whether another process has the database open: SQLite holds POSIX locks
+ * on the -shm file (WAL mode) or the database file while it uses them. */
+static bool restore_in_use(const char *output, const char *shm)
+{
+	const char *files[] = {shm, output};
+	for (size_t i = 0; i < 2; i++) {
+		int fd = open(files[i], O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+		bool busy = fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+		close(fd);
+		if (busy)
+			return true;
+	}
+	return false;
+}
+
 static int restore_cmp(const void *a, const void *b)
 {
 	const struct replica_file *x = a, *y = b;
@@ -394,6 +412,12 @@ int restore_run(struct job_ctx *j, json_t *args, json_t **result)
 	}
 	walp = util_strdup_printf("%s-wal", output);
 	shmp = util_strdup_printf("%s-shm", output);
+	if (restore_in_use(output, shmp)) {
+		rc = job_fail(j, -EBUSY, WRP_E_IN_USE,
+			      "refusing to restore over %s: another process has it open; stop the application first",
+			      output);
+		goto out;
+	}
 	if (stat(walp, &st) == 0 && st.st_size > 0 && !force) {
 		rc = job_fail(j, -EBUSY, WRP_E_IN_USE,
 			      "refusing to restore over %s: %s is not empty, so the database is in use; stop the application first or force the restore",

@@ -304,13 +304,15 @@ int snapshot_run(struct job_ctx *j, json_t *args, json_t **result)
 	}
 	char tsbuf[48];
 	util_rfc3339_ms(ts, tsbuf, sizeof tsbuf);
+	char *objname = storage_object_name(s, key);
 	*result = json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:I,s:I,s:s,s:b,s:O}",
 			    "name", name, "database", path, "bucket",
 			    storage_describe(s), "txid", (json_int_t)txid, "key",
-			    key, "pages", (json_int_t)commit, "page_size",
+			    objname, "pages", (json_int_t)commit, "page_size",
 			    (json_int_t)src.page_size, "bytes",
 			    (json_int_t)bytes, "timestamp", tsbuf, "wal_mode",
 			    wal_mode, "warnings", warnings);
+	free(objname);
 	log_info("snapshot of %s: txid %llu, %u pages, %llu bytes -> %s/%s",
 		 path, (unsigned long long)txid, commit,
 		 (unsigned long long)bytes, storage_describe(s), key);

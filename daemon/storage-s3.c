@@ -116,6 +116,8 @@ struct s3_call {
 	bool error_in_200; /* a 200 with an <Error> body is a failure */
 	bool ok_404;       /* 404 (but NoSuchBucket) is success */
 	int attempt;
+	bool got_response; /* some attempt got an HTTP status line */
+	int64_t started_ms;  /* first attempt: the retry budget */
 	uv_timer_t *timer;
 	s3_call_cb cb;
 	void *arg;
@@ -311,18 +313,20 @@ static void s3_on_backoff(uv_timer_t *t)
 	free(err);
 }
 
+#define S3_RETRY_BUDGET_MS 20000
+
 static bool s3_retriable(const struct http_response *r)
 {
 	switch (r->error) {
 	case 0:
 		return r->status >= 500 || r->status == 408 || r->status == 429;
-	case -ECONNREFUSED:
-	case -EHOSTUNREACH:
-	case -ETIMEDOUT:
-	case -ECONNRESET:
-		return true;
-	default:
+	case -ECANCELED:
+	case -ENOMEM:
+	case -EFBIG:
+	case -EPROTO: /* TLS and protocol mismatches do not heal */
 		return false;
+	default: /* refused, reset, stalled, poll errors: transient */
+		return true;
 	}
 }
 
@@ -338,9 +342,9 @@ static int s3_call_failure(struct s3_call *c, const struct http_response *r,
 	int rc;
 
 	if (r->error && !why) {
-		if (!r->connected && (r->error == -ECONNREFUSED ||
-				      r->error == -EHOSTUNREACH ||
-				      r->error == -ETIMEDOUT)) {
+		if (!c->got_response &&
+		    (!r->connected || r->error != -ETIMEDOUT)) {
+			/* No attempt ever got an HTTP answer. */
 			rc = util_err(msg, -EHOSTUNREACH,
 				      "%s: cannot reach the S3 endpoint %s "
 				      "after %d attempts: %s",
@@ -476,8 +480,15 @@ static void s3_on_response(void *arg, const struct http_response *r)
 	} else {
 		retry = s3_retriable(r);
 	}
+	if (r->status > 0)
+		c->got_response = true;
+	if (!c->started_ms)
+		c->started_ms = util_now_ms();
 
+	/* Retry within max_attempts and a time budget, so a dead or hung
+	 * endpoint fails in seconds rather than minutes. */
 	if (retry && c->attempt + 1 < s3->max_attempts &&
+	    util_now_ms() - c->started_ms < S3_RETRY_BUDGET_MS &&
 	    s3_call_backoff(c) == 0)
 		goto out;
 	if (why && code)

@@ -64,6 +64,15 @@ const char *storage_describe(const struct storage *s)
 	return s->describe ? s->describe : "?";
 }
 
+char *storage_object_name(const struct storage *s, const char *key)
+{
+	const char *d = storage_describe(s);
+	if (s->kind == STORAGE_FILE) /* file:///dir -> /dir/key */
+		return util_strdup_printf("%s/%s", d + 7, key);
+	const char *p = strchr(d + 5, '/'); /* s3://bucket/prefix */
+	return p ? util_strdup_printf("%s/%s", p + 1, key) : strdup(key);
+}
+
 int storage_put(struct storage *s, const char *key, int fd, uint64_t len,
 		int64_t ts_ms, storage_cb cb, void *arg)
 {

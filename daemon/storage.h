@@ -55,6 +55,9 @@ int storage_new(struct storage **out, uv_loop_t *loop, const char *url,
 enum storage_kind storage_kind(const struct storage *s);
 /* A printable description of the root for messages ("s3://b/p"). */
 const char *storage_describe(const struct storage *s);
+/* The object's name as the store knows it: the S3 key including the
+ * prefix, or the file's path. Malloc'd. */
+char *storage_object_name(const struct storage *s, const char *key);
 
 /* Upload bytes [0, len) of `fd` (read with pread; the fd stays the caller's)
  * to `key`, with `litestream-timestamp` metadata (S3) or mtime (file) set
