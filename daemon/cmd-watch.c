@@ -32,7 +32,8 @@ static void cmd_watch_start(struct worker_req *r)
 			return;
 		}
 	} else {
-		char *name = replica_name_from_path(path);
+		const char *given = wrp_arg_string(r->args, "name");
+		char *name = given ? strdup(given) : replica_name_from_path(path);
 		struct db *clash = name ? worker_db_find_name(name, want) : NULL;
 		free(name);
 		if (clash) {
@@ -44,7 +45,8 @@ static void cmd_watch_start(struct worker_req *r)
 	}
 	if (!d) {
 		char *err = NULL;
-		int rc = db_new(&d, r->storage->loop, path, r->storage, r->args,
+		int rc = db_new(&d, r->storage->loop, path,
+				wrp_arg_string(r->args, "name"), r->storage, r->args,
 				wrp_arg_int(r->args, "sync_interval_ms", 1000),
 				&err);
 		if (rc < 0) {

@@ -71,7 +71,8 @@ struct config {
 	int64_t shutdown_sync_timeout_ms;  /* 30s */
 	int64_t shutdown_sync_interval_ms; /* 500ms */
 	int log_level; /* -1 unset, else LOG_DEBUG..LOG_ERROR (0..3) */
-	/* "file:line:col: message" for every ignored or unknown setting. */
+	/* "file:line:col: message" for every ignored or unknown setting (at
+	 * most 64, then one "further warnings suppressed"). */
 	char **warnings;
 	size_t nwarnings;
 };

@@ -82,7 +82,9 @@
  *          "bucket.host:port" (http, path style, us-east-1).
  *     type (s3 | file; default file, or the url's scheme) + bucket + path.
  *     endpoint (no scheme means https), region, access-key-id,
- *     secret-access-key (inherited from the top level when absent),
+ *     secret-access-key (inherited from the top level when absent; a
+ *     top-level bucket is inherited too, but a url's bucket beats it where
+ *     Litestream would refuse the pair),
  *     force-path-style (default: true when an endpoint is configured, or for
  *     Filebase, Backblaze, MinIO and Supabase endpoints), skip-verify,
  *     sync-interval (default 1s, > 0).
@@ -124,6 +126,7 @@
 #define CONFIG_MAX_FILE (4 << 20)
 #define CONFIG_WHERE 256
 #define CONFIG_SUN_PATH 108
+#define CONFIG_MAX_WARNINGS 64
 
 /* Replica settings as written, before inheritance and normalisation. */
 struct config_rs {
@@ -179,6 +182,15 @@ static char *config_vmsg(const struct config_parser *p, const yaml_mark_t *m,
 	return s;
 }
 
+static char *config_vmsg_plain(const struct config_parser *p,
+			       const yaml_mark_t *m, const char *msg)
+{
+	if (!m)
+		return util_strdup_printf("%s: %s", p->file, msg);
+	return util_strdup_printf("%s:%zu:%zu: %s", p->file, m->line + 1,
+				  m->column + 1, msg);
+}
+
 __attribute__((format(printf, 3, 4)))
 static int config_fail(struct config_parser *p, const yaml_mark_t *m,
 		       const char *fmt, ...)
@@ -197,18 +209,22 @@ static int config_warn(struct config_parser *p, const yaml_mark_t *m,
 		       const char *fmt, ...)
 {
 	struct config *c = p->c;
-	va_list ap;
-	va_start(ap, fmt);
-	char *s = config_vmsg(p, m, fmt, ap);
-	va_end(ap);
+	char *s;
+	if (c->nwarnings > CONFIG_MAX_WARNINGS)
+		return 0;
+	if (!c->warnings &&
+	    !(c->warnings = calloc(CONFIG_MAX_WARNINGS + 1, sizeof *c->warnings)))
+		return -ENOMEM;
+	if (c->nwarnings == CONFIG_MAX_WARNINGS) {
+		s = config_vmsg_plain(p, m, "further warnings suppressed");
+	} else {
+		va_list ap;
+		va_start(ap, fmt);
+		s = config_vmsg(p, m, fmt, ap);
+		va_end(ap);
+	}
 	if (!s)
 		return -ENOMEM;
-	char **w = realloc(c->warnings, (c->nwarnings + 1) * sizeof *w);
-	if (!w) {
-		free(s);
-		return -ENOMEM;
-	}
-	c->warnings = w;
 	c->warnings[c->nwarnings++] = s;
 	return 0;
 }

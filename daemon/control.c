@@ -32,15 +32,34 @@ void client_unref(struct client *c)
 		free(c);
 }
 
+struct client *client_internal(void (*fn)(void *arg, json_t *msg), void *arg)
+{
+	struct client *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->refs = 1;
+	c->internal = fn;
+	c->internal_arg = arg;
+	return c;
+}
+
 void client_send_line(struct client *c, const char *line, size_t len)
 {
-	if (!c->gone && c->ch)
+	if (c->internal) {
+		json_t *m = json_loadb(line, len, 0, NULL);
+		if (m)
+			c->internal(c->internal_arg, m);
+		json_decref(m);
+	} else if (!c->gone && c->ch) {
 		channel_send_line(c->ch, line, len);
+	}
 }
 
 void client_send(struct client *c, const json_t *msg)
 {
-	if (!c->gone && c->ch)
+	if (c->internal)
+		c->internal(c->internal_arg, (json_t *)msg);
+	else if (!c->gone && c->ch)
 		channel_send(c->ch, msg);
 }
 

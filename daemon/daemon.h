@@ -95,8 +95,10 @@ typedef void (*db_snapshot_cb)(void *arg, int status, uint64_t txid,
 			       uint64_t bytes, const char *err);
 typedef void (*db_stopped_cb)(struct db *d, void *arg);
 /* Takes ownership of `s` on success. */
+/* name: the database's name in the replica (NULL: from the file name). */
 int db_new(struct db **out, uv_loop_t *loop, const char *path,
-	   struct storage *s, json_t *args, int64_t interval_ms, char **err);
+	   const char *name, struct storage *s, json_t *args,
+	   int64_t interval_ms, char **err);
 /* Final capture and upload, then close; cb when freed. */
 void db_stop(struct db *d, db_stopped_cb cb, void *arg);
 /* Durability barrier: cb once all committed before the call is shipped. */
@@ -178,7 +180,13 @@ struct client {
 	uv_pid_t uid;
 	unsigned refs;   /* outstanding requests + the connection itself */
 	bool gone;
+	/* An internal client (the supervisor's own requests): every message
+	 * goes to this function instead of a socket. */
+	void (*internal)(void *arg, json_t *msg);
+	void *internal_arg;
 };
+/* A client for the supervisor's own requests; free with client_unref. */
+struct client *client_internal(void (*fn)(void *arg, json_t *msg), void *arg);
 int control_listen(uv_loop_t *loop, const char *path, char **err);
 void control_stop(void);
 void client_send(struct client *c, const json_t *msg);
@@ -186,10 +194,13 @@ void client_send_line(struct client *c, const char *line, size_t len);
 void client_unref(struct client *c);
 
 /* ---------------------------------------------------------- supervisor.c */
+struct config;
 struct supervisor_opts {
 	const char *socket_path;
 	const char *default_bucket;
 	const char *self_exe;
+	const struct config *config; /* NULL: no configuration file */
+	const char *exec;            /* the application to run, or NULL */
 };
 int supervisor_main(const struct supervisor_opts *o);
 /* Used by commands: */
@@ -208,8 +219,27 @@ void supervisor_to_worker(struct client *c, json_t *request,
 			  supervisor_hook hook);
 /* Whether the worker replicates this database (by absolute path). */
 bool supervisor_watching(const char *path);
+/* Stop the daemon with this exit status. */
+void supervisor_exit(int status);
 /* Fill the supervisor's part of a status result. */
 json_t *supervisor_status(json_t *databases);
+
+/* ----------------------------------------------------------- watchlist.c */
+/* The databases of the configuration file: `path` entries are watched at
+ * start (and after restore-if-db-not-exists), `dir` entries are scanned
+ * for new databases matching their pattern. Then exec.c starts the
+ * application, if any. */
+void watchlist_start(uv_loop_t *loop, const struct config *c,
+		     const char *default_bucket, void (*ready)(void));
+void watchlist_stop(void);
+
+/* ---------------------------------------------------------------- exec.c */
+/* The application run by `--exec`/`exec:`: signals are forwarded to it; when
+ * it exits, every watched database is synced, then walrustd exits with the
+ * application's status. */
+int exec_start(uv_loop_t *loop, const char *cmd, int64_t sync_timeout_ms);
+/* A signal for the application: true when forwarded. */
+bool exec_forward_signal(int signum);
 
 /* -------------------------------------------------------------- worker.c */
 /* The worker process (`walrustd --worker`): one uv loop and the async

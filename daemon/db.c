@@ -701,7 +701,8 @@ static void db_timer_cb(uv_timer_t *t)
 }
 
 int db_new(struct db **out, uv_loop_t *loop, const char *path,
-	   struct storage *s, json_t *args, int64_t interval_ms, char **err)
+	   const char *name, struct storage *s, json_t *args,
+	   int64_t interval_ms, char **err)
 {
 	struct db *d = calloc(1, sizeof *d);
 	if (!d)
@@ -710,7 +711,7 @@ int db_new(struct db **out, uv_loop_t *loop, const char *path,
 	d->db_fd = -1;
 	d->path = strdup(path);
 	d->walpath = util_strdup_printf("%s-wal", path);
-	d->name = replica_name_from_path(path);
+	d->name = name ? strdup(name) : replica_name_from_path(path);
 	d->s = s;
 	d->args = json_incref(args);
 	d->interval_ms = interval_ms > 0 ? interval_ms : 1000;

@@ -67,8 +67,8 @@ const char *storage_describe(const struct storage *s)
 char *storage_object_name(const struct storage *s, const char *key)
 {
 	const char *d = storage_describe(s);
-	if (s->kind == STORAGE_FILE) /* file:///dir -> /dir/key */
-		return util_strdup_printf("%s/%s", d + 7, key);
+	if (s->kind == STORAGE_FILE) /* the path under the directory */
+		return strdup(key);
 	const char *p = strchr(d + 5, '/'); /* s3://bucket/prefix */
 	return p ? util_strdup_printf("%s/%s", p + 1, key) : strdup(key);
 }

@@ -56,7 +56,7 @@ enum storage_kind storage_kind(const struct storage *s);
 /* A printable description of the root for messages ("s3://b/p"). */
 const char *storage_describe(const struct storage *s);
 /* The object's name as the store knows it: the S3 key including the
- * prefix, or the file's path. Malloc'd. */
+ * prefix, or the path under a file:// root. Malloc'd. */
 char *storage_object_name(const struct storage *s, const char *key);
 
 /* Upload bytes [0, len) of `fd` (read with pread; the fd stays the caller's)

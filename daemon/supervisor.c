@@ -33,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config-file.h"
 #include "daemon.h"
 
 struct pending {
@@ -79,6 +80,8 @@ static struct {
 	/* jobs */
 	size_t jobs;
 	uv_timer_t stop_timer;
+	size_t syncing; /* final syncs in flight at shutdown */
+	int exit_status;
 	uv_signal_t sig_term, sig_int, sig_hup;
 } sv;
 
@@ -470,7 +473,59 @@ static void supervisor_stop_timeout(uv_timer_t *t)
 	uv_stop(sv.loop);
 }
 
+static void supervisor_shutdown_now(void);
+
+static void supervisor_final_synced(void *arg, json_t *msg)
+{
+	const char *path = arg;
+	json_t *ok = json_object_get(msg, "ok");
+	if (!ok)
+		return;
+	if (ok != json_true())
+		log_warn("final sync of %s failed: %s", path,
+			 json_string_value(json_object_get(
+				 json_object_get(msg, "error"), "message")));
+	if (--sv.syncing == 0)
+		supervisor_shutdown_now();
+}
+
+/* SIGTERM, shutdown, the application's exit: a final sync of every watched
+ * database (bounded by its timeout), then stop. */
 void supervisor_shutdown(void)
+{
+	if (sv.stopping || sv.syncing)
+		return;
+	watchlist_stop();
+	if (sv.watched && sv.wch) {
+		int64_t timeout = 30000;
+		if (sv.o.config)
+			timeout = sv.o.config->shutdown_sync_timeout_ms;
+		log_info("final sync before shutting down");
+		for (struct watched *w = sv.watched; w; w = w->next) {
+			json_t *req = json_pack(
+				"{s:i,s:s,s:s,s:{s:s,s:b,s:I}}", "v", WRP_VERSION,
+				"id", "final-sync", "cmd", "sync", "args",
+				"database", w->path, "wait", 1, "timeout_ms",
+				(json_int_t)timeout);
+			struct client *c = client_internal(supervisor_final_synced,
+							   w->path);
+			sv.syncing++;
+			supervisor_send_worker(c, req, NULL);
+			client_unref(c);
+			json_decref(req);
+		}
+		return;
+	}
+	supervisor_shutdown_now();
+}
+
+void supervisor_exit(int status)
+{
+	sv.exit_status = status;
+	supervisor_shutdown();
+}
+
+static void supervisor_shutdown_now(void)
 {
 	if (sv.stopping)
 		return;
@@ -489,11 +544,22 @@ void supervisor_shutdown(void)
 static void supervisor_on_signal(uv_signal_t *s, int signum)
 {
 	(void)s;
+	if (exec_forward_signal(signum))
+		return; /* the application's exit stops us */
 	if (signum == SIGHUP) {
 		log_info("SIGHUP: configuration reload is not supported yet");
 		return;
 	}
 	supervisor_shutdown();
+}
+
+/* The configured databases are restored and watched: start the app. */
+static void supervisor_ready(void)
+{
+	if (sv.o.exec && exec_start(sv.loop, sv.o.exec,
+				    sv.o.config ? sv.o.config->shutdown_sync_timeout_ms
+						: 30000) < 0)
+		supervisor_exit(1);
 }
 
 int supervisor_main(const struct supervisor_opts *o)
@@ -519,10 +585,12 @@ int supervisor_main(const struct supervisor_opts *o)
 	supervisor_worker_start();
 	log_info("walrustd %s listening on %s (default replica %s)",
 		 WALRUST_VERSION, o->socket_path, o->default_bucket);
+	watchlist_start(sv.loop, o->config, o->default_bucket,
+			supervisor_ready);
 	uv_run(sv.loop, UV_RUN_DEFAULT);
 	control_stop();
 	uv_walk(sv.loop, supervisor_close_walk, NULL);
 	uv_run(sv.loop, UV_RUN_DEFAULT);
 	log_info("stopped");
-	return 0;
+	return sv.exit_status;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config-file.h"
 #include "daemon.h"
 
 static void walrustd_usage(FILE *f)
@@ -22,6 +23,10 @@ static void walrustd_usage(FILE *f)
 		"  -r, --replica URL      default replica when a request names none\n"
 		"                         (s3://bucket[/prefix] or file:///dir; default\n"
 		"                         $WALRUST_REPLICA, else file://$XDG_DATA_HOME/walrust/replica)\n"
+		"  -c, --config FILE      a configuration file (litestream.yml-compatible)\n"
+		"      --no-expand-env    do not expand $VAR in the configuration file\n"
+		"  -x, --exec CMD         run CMD (via /bin/sh) as the application: forward\n"
+		"                         signals, final sync and exit with its status\n"
 		"  -l, --log-level LEVEL  debug, info, warn or error (default info)\n"
 		"  -V, --version          print the version and exit\n"
 		"  -h, --help             this help\n"
@@ -49,18 +54,24 @@ int main(int argc, char **argv)
 		{"socket", required_argument, NULL, 's'},
 		{"replica", required_argument, NULL, 'r'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"config", required_argument, NULL, 'c'},
+		{"exec", required_argument, NULL, 'x'},
+		{"no-expand-env", no_argument, NULL, 'E'},
 		{"worker", no_argument, NULL, 'W'},
 		{"job", no_argument, NULL, 'J'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *socket_opt = NULL, *replica_opt = NULL;
+	const char *socket_opt = NULL, *replica_opt = NULL, *config_opt = NULL,
+		   *exec_opt = NULL;
 	int level = LOG_INFO, role = 0, c;
+	bool level_set = false, expand_env = true;
 	const char *lv = getenv("WALRUST_LOG_LEVEL");
 	if (lv && log_parse_level(lv) >= 0)
 		level = log_parse_level(lv);
-	while ((c = getopt_long(argc, argv, "s:r:l:Vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:r:l:c:x:Vh", longopts, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 's':
 			socket_opt = optarg;
@@ -68,7 +79,17 @@ int main(int argc, char **argv)
 		case 'r':
 			replica_opt = optarg;
 			break;
+		case 'c':
+			config_opt = optarg;
+			break;
+		case 'x':
+			exec_opt = optarg;
+			break;
+		case 'E':
+			expand_env = false;
+			break;
 		case 'l':
+			level_set = true;
 			level = log_parse_level(optarg);
 			if (level < 0) {
 				fprintf(stderr, "walrustd: bad log level %s\n",
@@ -95,6 +116,25 @@ int main(int argc, char **argv)
 		fprintf(stderr, "walrustd: unexpected argument %s\n", argv[optind]);
 		walrustd_usage(stderr);
 		return 2;
+	}
+	struct config *cfg = NULL;
+	if (config_opt && role == 0) {
+		char *err = NULL;
+		if (config_load(&cfg, config_opt, expand_env, &err) < 0) {
+			fprintf(stderr, "walrustd: %s\n", err ? err : "bad configuration");
+			free(err);
+			return 2;
+		}
+		for (size_t i = 0; i < cfg->nwarnings; i++)
+			fprintf(stderr, "walrustd: warning: %s\n", cfg->warnings[i]);
+		if (!level_set && cfg->log_level >= 0)
+			level = cfg->log_level;
+		if (!socket_opt && cfg->socket)
+			socket_opt = cfg->socket;
+		if (!replica_opt && cfg->default_replica)
+			replica_opt = cfg->default_replica;
+		if (!exec_opt && cfg->exec)
+			exec_opt = cfg->exec;
 	}
 	/* Children inherit the level through the environment. */
 	static const char *const names[] = {"debug", "info", "warn", "error"};
@@ -132,8 +172,11 @@ int main(int argc, char **argv)
 		.socket_path = sockbuf,
 		.default_bucket = replica,
 		.self_exe = exe,
+		.config = cfg,
+		.exec = exec_opt,
 	};
 	int rc = supervisor_main(&o);
+	config_free(cfg);
 	free(replica);
 	return rc;
 }

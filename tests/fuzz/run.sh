@@ -11,13 +11,13 @@ mkdir -p "$out"
 cfg=$(mktemp -d)
 printf '#define _GNU_SOURCE 1\n#define PACKAGE_VERSION "fuzz"\n' > "$cfg/config.h"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$cfg -Idaemon -Iproto"
-libs="$(pkg-config --libs liblz4 jansson expat libcrypto)"
+libs="$(pkg-config --libs liblz4 jansson expat libcrypto yaml-0.1)"
 n=0 fail=0
 for src in tests/fuzz/fuzz-*.c; do
 	name=$(basename "$src" .c)
 	target=${name#fuzz-}
 	n=$((n + 1))
-	deps="daemon/util.c daemon/crc64.c daemon/ltx.c daemon/wal.c daemon/s3-xml.c daemon/sigv4.c proto/wrp.c"
+	deps="daemon/util.c daemon/crc64.c daemon/ltx.c daemon/wal.c daemon/s3-xml.c daemon/sigv4.c daemon/config.c proto/wrp.c"
 	corpus="tests/fuzz/corpus/$target"
 	mkdir -p "$out/corpus-$target"
 	if ! clang $flags "$src" $deps $libs -o "$out/$name" 2>"$out/$name.build.log"; then

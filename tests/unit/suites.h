@@ -12,5 +12,6 @@ Suite *s3_xml_suite(void);
 Suite *wrp_suite(void);
 Suite *util_suite(void);
 Suite *replica_suite(void);
+Suite *config_suite(void);
 
 #endif

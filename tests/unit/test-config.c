@@ -1112,6 +1112,19 @@ START_TEST(test_budget)
 			 -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "too many nodes"));
 	free(err);
+
+	/* warnings are capped */
+	char yml[4096];
+	size_t n = 0;
+	for (int i = 0; i < 100; i++)
+		n += (size_t)snprintf(yml + n, sizeof yml - n, "k%d: 1\n", i);
+	c = parse_ok(yml);
+	ck_assert_uint_eq(c->nwarnings, 65);
+	ck_assert_str_eq(c->warnings[63], "t.yml:64:1: k63: unknown setting; "
+					  "ignored");
+	ck_assert_str_eq(c->warnings[64], "t.yml:65:1: further warnings "
+					  "suppressed");
+	config_free(c);
 }
 END_TEST
 
