@@ -61,6 +61,7 @@ from ._errors import (
     DatabaseNotFoundError,
     EndpointUnreachableError,
     InvalidArgumentError,
+    SyncTimeoutError,
     NoSnapshotError,
     NotInWALModeWarning,
     OutputInUseError,
@@ -93,6 +94,7 @@ __all__ = [
     "StorageError",
     "OutputInUseError",
     "InvalidArgumentError",
+    "SyncTimeoutError",
     "ProtocolError",
     "DaemonError",
     "WalrustWarning",
@@ -398,6 +400,46 @@ class Walrust:
         """The daemon's status (pid, version, uptime_ms, socket, workers,
         jobs, databases), starting the daemon if needed."""
         return self._client.call("status", {}, "status of walrustd")
+
+    # ------------------------------------------- continuous replication
+    def watch(self, database: PathLike, *,
+              sync_interval: Optional[float] = None) -> Dict[str, Any]:
+        """Replicate a database continuously to this bucket: the daemon
+        ships every committed transaction (about once a second) until
+        :meth:`unwatch`. Watching an already watched database changes
+        nothing. Returns the daemon's result (name, bucket, txid, state).
+        """
+        path = _path(database, "database")
+        op = f"watch of {path}"
+        _check_database(path, op)
+        args = self._storage_args()
+        args["database"] = path
+        if sync_interval is not None:
+            if sync_interval < 0.1:
+                raise InvalidArgumentError(
+                    f"{op} failed: sync_interval must be at least 0.1 s",
+                    operation=op)
+            args["sync_interval_ms"] = int(sync_interval * 1000)
+        return self._client.call("watch", args, op)
+
+    def unwatch(self, database: PathLike) -> Dict[str, Any]:
+        """Stop replicating a database (after a final sync)."""
+        path = _path(database, "database")
+        return self._client.call("unwatch", {"database": path},
+                                 f"unwatch of {path}")
+
+    def sync(self, database: PathLike,
+             timeout: Optional[float] = None) -> int:
+        """A durability barrier: return once every transaction committed
+        to the watched database before the call is in the replica, and
+        the TXID the replica holds. Raises WalrustError with code
+        "timeout" when ``timeout`` seconds pass first."""
+        path = _path(database, "database")
+        args: Dict[str, Any] = {"database": path, "wait": True}
+        if timeout is not None:
+            args["timeout_ms"] = max(0, int(timeout * 1000))
+        result = self._client.call("sync", args, f"sync of {path}")
+        return int(result.get("txid", 0))
 
 
 def _check_database(path: str, op: str) -> None:

@@ -116,6 +116,13 @@ class StorageError(WalrustError):
     default_code = "storage"
 
 
+class SyncTimeoutError(WalrustError):
+    """sync() timed out before the replica held every transaction
+    committed before the call."""
+
+    default_code = "timeout"
+
+
 class OutputInUseError(WalrustError):
     """The restore output is in use by a live application (it has a -wal
     file)."""
@@ -162,6 +169,7 @@ _BY_CODE: Dict[str, Type[WalrustError]] = {
     "before_first_snapshot": PointInTimeBeforeFirstSnapshotError,
     "storage": StorageError,
     "in_use": OutputInUseError,
+    "timeout": SyncTimeoutError,
     "invalid_argument": InvalidArgumentError,
     "bad_request": ProtocolError,
     "line_too_long": ProtocolError,

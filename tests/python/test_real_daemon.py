@@ -342,3 +342,30 @@ def test_daemon_reused_across_calls_and_processes(walrust_session):
         env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == pid
+
+
+def test_watch_sync_is_a_durability_barrier(target, aws_env, tmp_path):
+    """Walrust.watch + Walrust.sync: once sync returns, every transaction
+    committed before it is in the replica (a restore shows it)."""
+    import sqlite3
+    t = aws_env(target)
+    ws = walrust.Walrust(t.url, endpoint=t.endpoint)
+    db = make_db(tmp_path / "live.db")
+    ws.watch(db)
+    try:
+        conn = sqlite3.connect(db)
+        for i in range(50):
+            conn.execute("CREATE TABLE IF NOT EXISTS w(i INTEGER)")
+            conn.execute("INSERT INTO w VALUES (?)", (i,))
+            conn.commit()
+        conn.close()
+        txid = ws.sync(db, timeout=60)
+        assert txid >= 1
+        out = tmp_path / "restored.db"
+        ws.restore("live", str(out))
+        assert dump(out) == dump(db)
+    finally:
+        ws.unwatch(db)
+    with pytest.raises(walrust.WalrustError) as ei:
+        ws.sync(db, timeout=1)
+    assert ei.value.code == "not_found"
