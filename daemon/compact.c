@@ -46,7 +46,11 @@
  * to 1 MiB, on disk beyond) and the encoder: it depends on the number of
  * inputs, never on the size of the database. The minimum is found by a
  * linear scan, which costs less than decoding the page for the handful to
- * few dozen inputs a level merges (see compact_job.max_inputs).
+ * few dozen inputs a level merges (see compact_job.max_inputs). Checked
+ * against the real thing: `litestream restore` (0.5.17) restores, byte for
+ * byte, a file replica whose L9 file is this merge of a snapshot and an
+ * incremental, and one whose L1 file merges two incrementals (a growth,
+ * then a shrink) on top of an L9 snapshot.
  *
  * Invariants the merge checks (each with its own error):
  *  - the chain: n >= 1, equal page sizes, contiguous TXIDs;

@@ -27,7 +27,8 @@
  *
  * WHAT WALRUST DOES
  *
- * The same rules, with these changes, each of which only keeps more:
+ * The same rules, with these changes (all but one keep more than
+ * Litestream would):
  *
  *  1. The base. Let the window start be cutoff = now - snapshot-retention
  *     and B the newest snapshot (min TXID 1, any level) whose timestamp is
@@ -35,13 +36,14 @@
  *     it, and Litestream, which deletes it, cannot restore those times
  *     until the next snapshot. L9 files strictly older than B (max TXID
  *     below B's and timestamp before the cutoff) are deleted; so are files
- *     of levels 1..8 whose max TXID <= B's (none of them can serve a
- *     restore that starts from B or a newer snapshot), except B itself,
- *     the newest file of each level, and files that level L+1 has not
- *     compacted yet (a file of level L < max_level goes only once a file
- *     of level L+1 covers its TXID range; otherwise the next compaction of
- *     L+1 would meet a hole). Without a B, no snapshot and no L1..L8 file
- *     is deleted.
+ *     of levels 1..8 whose max TXID <= B's, as none of them can serve a
+ *     restore that starts from B or a newer snapshot (Litestream keeps
+ *     those that end exactly at B's TXID: the one change that deletes
+ *     more). Except: B itself, the newest file of each level, and files
+ *     that level L+1 has not compacted yet (a file of level L < max_level
+ *     goes only once a file of level L+1 covers its TXID range; otherwise
+ *     the next compaction of L+1 would meet a hole). Without a B, no
+ *     snapshot and no L1..L8 file is deleted.
  *  2. L0. Walked in TXID order, stopping at the first file newer than
  *     now - l0-retention, as Litestream. A file goes when an L1 file
  *     *covers its TXID range* (Litestream only compares it with the
@@ -80,8 +82,10 @@
  * and the whole check starts over; it ends because each round keeps at
  * least one more file, and keeping everything passes trivially. Rules 1-3
  * are designed never to fail the check on a replica that Litestream's or
- * walrust's compaction produced; the check is there for the replicas they
- * did not (timestamps out of order, holes, odd levels).
+ * walrust's compaction produced (the property test in test-retention.c
+ * grows such replicas for days); what it catches are leases that keep one
+ * L0 file of an L1 group whose neighbours go, upload-time stamps later
+ * than the data they hold, holes, odd levels.
  *
  * LEASES
  *
@@ -100,7 +104,9 @@
  *
  * O(n) memory; O(n log n) for the rules and O(n) per checked time, so
  * O(n * t) for the check, t the number of distinct timestamps in the
- * window after the oldest deleted file's.
+ * window after the oldest deleted file's: about 0.2 s for the 7,000 files
+ * of two days at Litestream's default intervals when the whole window is
+ * checked (a snapshot-retention run), milliseconds for an L0-only run.
  */
 #include "config.h"
 

@@ -12,7 +12,8 @@ static const struct {
 	{"crc64", crc64_suite}, {"ltx", ltx_suite},     {"wal", wal_suite},
 	{"sigv4", sigv4_suite}, {"s3-xml", s3_xml_suite}, {"wrp", wrp_suite},
 	{"util", util_suite},   {"replica", replica_suite},
-	{"config", config_suite},
+	{"config", config_suite}, {"compact", compact_suite},
+	{"retention", retention_suite},
 };
 
 int main(int argc, char **argv)

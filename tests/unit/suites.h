@@ -13,5 +13,7 @@ Suite *wrp_suite(void);
 Suite *util_suite(void);
 Suite *replica_suite(void);
 Suite *config_suite(void);
+Suite *compact_suite(void);
+Suite *retention_suite(void);
 
 #endif
