@@ -69,11 +69,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "compact.h"
 #include "daemon.h"
+#include "retention.h"
 
 #define DB_CHECKPOINT_FRAMES 1000
 #define DB_CHECKPOINT_MS 60000
 #define DB_RETRY_MAX_MS 30000
+#define DB_LEVELS 3
+#define DB_RETENTION_CHECK_MS 15000
 
 struct db_pos {
 	uint64_t txid;
@@ -129,7 +133,19 @@ struct db {
 	struct stat last_wal;
 	db_stopped_cb on_stopped;
 	void *stopped_arg;
+	/* Compaction and retention (see the section at the end). */
+	struct replica_file *known; /* files in the replica we know of */
+	size_t nknown, capknown;
+	bool compacting, deleting;
+	int64_t level_ms[DB_LEVELS + 1]; /* interval per level 1..3 */
+	int64_t next_level_ms[DB_LEVELS + 1];
+	int64_t snapshot_interval_ms, snapshot_retention_ms, l0_retention_ms;
+	int64_t next_snapshot_ms, next_retention_ms;
 };
+
+static void db_known_add(struct db *d, int level, uint64_t mn, uint64_t mx,
+			 int64_t ts);
+static void db_housekeeping(struct db *d, int64_t now);
 
 static void db_set_error(struct db *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -555,6 +571,7 @@ static void db_shipped(void *arg, int status, const char *err)
 	}
 	d->files++;
 	d->bytes += f->len;
+	db_known_add(d, f->level, f->min_txid, f->max_txid, f->ts);
 	d->last_sync_ms = util_now_ms();
 	free(d->last_error);
 	d->last_error = NULL;
@@ -615,6 +632,7 @@ static void db_poll(struct db *d)
 		db_checkpoint(d);
 	db_ship(d);
 	db_wake_waiters(d, false, NULL);
+	db_housekeeping(d, now);
 }
 
 static void db_tick(uv_timer_t *t)
@@ -644,6 +662,7 @@ static void db_listed(void *arg, int status, const char *err, char **keys,
 			continue;
 		if (f.max_txid > max)
 			max = f.max_txid;
+		db_known_add(d, f.level, f.min_txid, f.max_txid, 0);
 		replica_file_clear(&f);
 	}
 	struct db_pos saved;
@@ -718,6 +737,24 @@ int db_new(struct db **out, uv_loop_t *loop, const char *path,
 	d->posfile = db_posfile_path(path, storage_describe(s));
 	d->state = DB_STARTING;
 	d->last_ckpt_ms = util_now_ms();
+	/* Litestream's defaults; a configuration file may change them. */
+	static const int64_t dflt_levels[DB_LEVELS + 1] = {
+		0, COMPACT_L1_INTERVAL_MS, COMPACT_L2_INTERVAL_MS,
+		COMPACT_L3_INTERVAL_MS};
+	json_t *lv = json_object_get(args, "level_intervals_ms");
+	for (int l = 1; l <= DB_LEVELS; l++) {
+		json_t *v = json_array_get(lv, (size_t)(l - 1));
+		d->level_ms[l] = json_is_integer(v) && json_integer_value(v) > 0
+					 ? json_integer_value(v)
+					 : dflt_levels[l];
+	}
+	d->snapshot_interval_ms = wrp_arg_int(args, "snapshot_interval_ms",
+					      COMPACT_SNAPSHOT_INTERVAL_MS);
+	d->snapshot_retention_ms = wrp_arg_int(args, "snapshot_retention_ms",
+					       RETENTION_SNAPSHOT_MS);
+	d->l0_retention_ms = wrp_arg_int(args, "l0_retention_ms",
+					 RETENTION_L0_MS);
+	d->next_snapshot_ms = util_now_ms() + d->snapshot_interval_ms;
 	int rc = 0;
 	if (!d->name || !replica_name_valid(d->name)) {
 		rc = util_err(err, -EINVAL, "cannot derive a name from %s", path);
@@ -769,6 +806,9 @@ static void db_closed(uv_handle_t *h)
 	}
 	storage_free(d->s);
 	json_decref(d->args);
+	for (size_t i = 0; i < d->nknown; i++)
+		replica_file_clear(&d->known[i]);
+	free(d->known);
 	free(d->last_error);
 	free(d->path);
 	free(d->walpath);
@@ -784,7 +824,8 @@ static void db_maybe_stopped(struct db *d)
 	if (!d->stopping || d->closed)
 		return;
 	/* Finish uploading what was captured, unless uploads keep failing. */
-	if ((d->queue && d->failures < 3) || d->shipping || d->listing)
+	if ((d->queue && d->failures < 3) || d->shipping || d->listing ||
+	    d->compacting || d->deleting)
 		return;
 	d->closed = true;
 	db_wake_waiters(d, true, "stopped watching");
@@ -946,4 +987,264 @@ uint64_t db_txid(const struct db *d)
 struct storage *db_storage(const struct db *d)
 {
 	return d->s;
+}
+
+/* ------------------------------------------- compaction and retention
+ *
+ * The worker is the replica's only writer, so it knows the replica's files:
+ * those listed at start (timestamps unknown, which retention treats as
+ * recent) and each it uploaded since. On each poll:
+ *  - for levels 1..3, at wall-clock multiples of the level's interval
+ *    (Litestream: 30 s, 5 min, 1 h), compact_plan picks the files of the
+ *    level below; they are downloaded, merged (compact_merge: newest page
+ *    wins, bounded memory) and the result queued for upload like any file;
+ *  - every snapshot interval (24 h) a level-9 snapshot of the database;
+ *  - every 15 s, retention_plan picks what may go (nothing that a restore
+ *    of a time still in the retention window needs; L0 only once covered
+ *    by an L1 file older than l0-retention) and it is deleted.
+ * One compaction and one deletion at a time per database. */
+
+struct db_compaction {
+	struct db *d;
+	int level;
+	size_t n, pending;
+	struct replica_file *in;
+	int *fds;
+	int status;
+	char *err;
+};
+
+static void db_known_add(struct db *d, int level, uint64_t mn, uint64_t mx,
+			 int64_t ts)
+{
+	char *key = replica_key(storage_kind(d->s), d->name, level, mn, mx);
+	for (size_t i = 0; i < d->nknown; i++)
+		if (strcmp(d->known[i].key, key) == 0) {
+			if (ts)
+				d->known[i].timestamp = ts;
+			free(key);
+			return;
+		}
+	if (d->nknown == d->capknown) {
+		size_t nc = d->capknown ? d->capknown * 2 : 64;
+		struct replica_file *nv = realloc(d->known, nc * sizeof *nv);
+		if (!nv) {
+			free(key);
+			return;
+		}
+		d->known = nv;
+		d->capknown = nc;
+	}
+	d->known[d->nknown++] = (struct replica_file){
+		.level = level, .min_txid = mn, .max_txid = mx,
+		.timestamp = ts, .key = key};
+}
+
+static ssize_t db_fd_read(void *ctx, void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n = read(*(int *)ctx, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 ? -errno : n;
+	}
+}
+
+static void db_compaction_free(struct db_compaction *cx)
+{
+	for (size_t i = 0; i < cx->n; i++) {
+		replica_file_clear(&cx->in[i]);
+		if (cx->fds[i] >= 0)
+			close(cx->fds[i]);
+	}
+	free(cx->in);
+	free(cx->fds);
+	free(cx->err);
+	free(cx);
+}
+
+static void db_compaction_merge(struct db_compaction *cx)
+{
+	struct db *d = cx->d;
+	struct ltx_dec **decs = calloc(cx->n, sizeof *decs);
+	struct ltx_header out_h;
+	char *err = NULL;
+	int out = -1, rc = decs ? 0 : -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < cx->n; i++) {
+		lseek(cx->fds[i], 0, SEEK_SET);
+		rc = ltx_dec_new(&decs[i], db_fd_read, &cx->fds[i], &err);
+	}
+	if (rc == 0) {
+		out = util_tmpfile();
+		rc = out < 0 ? out : 0;
+	}
+	if (rc == 0)
+		rc = compact_merge(decs, cx->n, NULL, util_write_cb, &out, &out_h,
+				   &err);
+	for (size_t i = 0; decs && i < cx->n; i++)
+		ltx_dec_free(decs[i]);
+	free(decs);
+	struct db_file *f = rc == 0 ? calloc(1, sizeof *f) : NULL;
+	if (!f) {
+		log_warn("%s: compaction to level %d failed: %s", d->path,
+			 cx->level, err ? err : strerror(rc ? -rc : ENOMEM));
+		if (out >= 0)
+			close(out);
+		free(err);
+		return;
+	}
+	struct stat st;
+	fstat(out, &st);
+	f->fd = out;
+	f->len = (uint64_t)st.st_size;
+	f->level = cx->level;
+	f->min_txid = out_h.min_txid;
+	f->max_txid = out_h.max_txid;
+	f->ts = out_h.timestamp;
+	f->captured_ms = util_now_ms();
+	struct db_file **tail = &d->queue;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = f;
+	log_debug("%s: compacted %zu files into level %d (%" PRIu64 "-%" PRIu64 ")",
+		  d->path, cx->n, cx->level, f->min_txid, f->max_txid);
+	free(err);
+	db_ship(d);
+}
+
+static void db_compaction_got(void *arg, int status, const char *err)
+{
+	struct db_compaction *cx = arg;
+	if (status < 0 && cx->status == 0) {
+		cx->status = status;
+		cx->err = strdup(err ? err : "download failed");
+	}
+	if (--cx->pending > 0)
+		return;
+	struct db *d = cx->d;
+	d->compacting = false;
+	if (cx->status == 0 && !d->closed)
+		db_compaction_merge(cx);
+	else
+		log_warn("%s: compaction to level %d skipped: %s", d->path,
+			 cx->level, cx->err ? cx->err : "stopped");
+	db_compaction_free(cx);
+	db_maybe_stopped(d);
+}
+
+static void db_compact(struct db *d, int level, const size_t *idx, size_t n)
+{
+	struct db_compaction *cx = calloc(1, sizeof *cx);
+	cx->d = d;
+	cx->level = level;
+	cx->in = calloc(n, sizeof *cx->in);
+	cx->fds = calloc(n, sizeof *cx->fds);
+	for (size_t i = 0; i < n; i++) {
+		cx->in[i] = d->known[idx[i]];
+		cx->in[i].key = strdup(d->known[idx[i]].key);
+		cx->fds[i] = -1;
+	}
+	cx->n = n;
+	d->compacting = true;
+	cx->pending = 1; /* held while starting */
+	for (size_t i = 0; i < n; i++) {
+		cx->fds[i] = util_tmpfile();
+		if (cx->fds[i] < 0 ||
+		    storage_get(d->s, cx->in[i].key, cx->fds[i],
+				db_compaction_got, cx) < 0) {
+			cx->status = -EIO;
+			break;
+		}
+		cx->pending++;
+	}
+	db_compaction_got(cx, 0, NULL);
+}
+
+static void db_deleted(void *arg, int status, const char *err)
+{
+	struct db *d = arg;
+	d->deleting = false;
+	if (status < 0)
+		log_warn("%s: retention: delete failed: %s", d->path,
+			 err ? err : "storage error");
+	db_maybe_stopped(d);
+}
+
+static void db_retention(struct db *d, int64_t now)
+{
+	size_t *del = malloc((d->nknown + 1) * sizeof *del);
+	if (!del)
+		return;
+	struct retention_opts o = {
+		.snapshot_retention_ms = d->snapshot_retention_ms,
+		.l0_retention_ms = d->l0_retention_ms,
+		.max_level = DB_LEVELS,
+	};
+	size_t n = retention_plan(d->known, d->nknown, &o, now, del);
+	if (n == 0) {
+		free(del);
+		return;
+	}
+	const char **keys = calloc(n, sizeof *keys);
+	for (size_t i = 0; i < n; i++)
+		keys[i] = d->known[del[i]].key;
+	if (storage_delete(d->s, keys, n, db_deleted, d) == 0) {
+		d->deleting = true;
+		log_debug("%s: retention: deleting %zu files", d->path, n);
+		/* Forget them now (indices ascending: compact from the end). */
+		for (size_t i = n; i-- > 0;) {
+			replica_file_clear(&d->known[del[i]]);
+			d->known[del[i]] = d->known[--d->nknown];
+		}
+	}
+	free(keys);
+	free(del);
+}
+
+static void db_snapshot_done(void *arg, int status, uint64_t txid,
+			     uint64_t bytes, const char *err)
+{
+	struct db *d = arg;
+	if (status < 0)
+		log_warn("%s: scheduled snapshot failed: %s", d->path,
+			 err ? err : "error");
+	else
+		log_info("%s: scheduled snapshot at txid %" PRIu64 " (%" PRIu64
+			 " bytes)", d->path, txid, bytes);
+}
+
+static void db_housekeeping(struct db *d, int64_t now)
+{
+	if (!d->started || d->stopping || d->closed || d->failures)
+		return;
+	if (now >= d->next_snapshot_ms) {
+		d->next_snapshot_ms = now + d->snapshot_interval_ms;
+		db_snapshot(d, db_snapshot_done, d);
+	}
+	if (!d->compacting) {
+		size_t *idx = malloc((d->nknown + 1) * sizeof *idx);
+		for (int l = 1; idx && l <= DB_LEVELS; l++) {
+			if (now < d->next_level_ms[l])
+				continue;
+			struct compact_job job = {.level = l,
+						  .interval_ms = d->level_ms[l],
+						  .max_inputs = 512};
+			char *err = NULL;
+			int rc = compact_plan(d->known, d->nknown, now, &job, idx,
+					      &err);
+			d->next_level_ms[l] = rc >= 0 && job.next_ms > now
+						      ? job.next_ms
+						      : now + d->level_ms[l];
+			free(err);
+			if (rc > 0 && job.n > 0) {
+				db_compact(d, l, idx, job.n);
+				break;
+			}
+		}
+		free(idx);
+	}
+	if (!d->deleting && !d->compacting && now >= d->next_retention_ms) {
+		d->next_retention_ms = now + DB_RETENTION_CHECK_MS;
+		db_retention(d, now);
+	}
 }

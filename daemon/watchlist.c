@@ -113,6 +113,22 @@ static void watchlist_watch(struct wanted *w)
 	json_t *args = watchlist_args(w);
 	json_object_set_new(args, "sync_interval_ms",
 			    json_integer(w->db->replica.sync_interval_ms));
+	/* Compaction and retention settings (internal arguments: only the
+	 * configuration file sets them). */
+	json_t *lv = json_array();
+	for (size_t i = 0; i < wl.c->nlevels; i++)
+		json_array_append_new(lv, json_integer(wl.c->level_interval_ms[i]));
+	json_object_set_new(args, "level_intervals_ms", lv);
+	json_object_set_new(args, "snapshot_interval_ms",
+			    json_integer(wl.c->snapshot_interval_ms));
+	json_object_set_new(args, "snapshot_retention_ms",
+			    json_integer(wl.c->retention_enabled
+						 ? wl.c->snapshot_retention_ms
+						 : 0));
+	json_object_set_new(args, "l0_retention_ms",
+			    json_integer(wl.c->retention_enabled
+						 ? wl.c->l0_retention_ms
+						 : 0));
 	json_t *req = json_pack("{s:i,s:s,s:s,s:o}", "v", WRP_VERSION, "id",
 				"config", "cmd", "watch", "args", args);
 	struct client *c = client_internal(watchlist_watched, w);
