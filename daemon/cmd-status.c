@@ -31,7 +31,7 @@ static void cmd_status_hook(json_t *request, json_t *reply)
 
 static void cmd_status_run(struct client *c, json_t *req)
 {
-	supervisor_to_worker(c, req, cmd_status_hook);
+	supervisor_to_all_workers(c, req, cmd_status_hook);
 }
 
 /* Worker: the watched databases. */

@@ -201,6 +201,7 @@ struct supervisor_opts {
 	const char *self_exe;
 	const struct config *config; /* NULL: no configuration file */
 	const char *exec;            /* the application to run, or NULL */
+	int workers;                 /* worker processes (>= 1) */
 };
 int supervisor_main(const struct supervisor_opts *o);
 /* Used by commands: */
@@ -217,6 +218,9 @@ void supervisor_start_job(struct client *c, json_t *request);
 typedef void (*supervisor_hook)(json_t *request, json_t *reply);
 void supervisor_to_worker(struct client *c, json_t *request,
 			  supervisor_hook hook);
+/* Send to every worker and merge their "databases" into one reply. */
+void supervisor_to_all_workers(struct client *c, json_t *request,
+			       supervisor_hook hook);
 /* Whether the worker replicates this database (by absolute path). */
 bool supervisor_watching(const char *path);
 /* Stop the daemon with this exit status. */

@@ -36,8 +36,18 @@
 #include "config-file.h"
 #include "daemon.h"
 
+struct worker {
+	int index;
+	uv_process_t *proc;
+	struct channel *ch;
+	int pid;
+	unsigned restarts;
+	uv_timer_t restart_timer;
+};
+
 struct pending {
 	struct pending *next;
+	struct worker *w;     /* the worker it was sent to */
 	json_int_t wid;       /* id sent to the worker */
 	json_t *client_id;    /* the client's own id */
 	struct client *client; /* NULL for the supervisor's own requests */
@@ -68,12 +78,9 @@ static struct {
 	struct supervisor_opts o;
 	int64_t started_ms;
 	bool stopping;
-	/* the worker */
-	uv_process_t *wproc;
-	struct channel *wch;
-	int wpid;
-	unsigned restarts;
-	uv_timer_t restart_timer;
+	/* the workers; a database belongs to workers[hash(path) % n] */
+	struct worker *workers;
+	int nworkers;
 	struct pending *pending;
 	json_int_t next_wid;
 	struct watched *watched;
@@ -108,9 +115,28 @@ size_t supervisor_job_count(void)
 json_t *supervisor_workers_json(void)
 {
 	json_t *a = json_array();
-	json_array_append_new(a, json_pack("{s:i,s:i}", "pid", sv.wpid,
-					   "restarts", (int)sv.restarts));
+	for (int i = 0; i < sv.nworkers; i++)
+		json_array_append_new(
+			a, json_pack("{s:i,s:i}", "pid", sv.workers[i].pid,
+				     "restarts", (int)sv.workers[i].restarts));
 	return a;
+}
+
+static bool supervisor_workers_alive(void)
+{
+	for (int i = 0; i < sv.nworkers; i++)
+		if (sv.workers[i].proc)
+			return true;
+	return false;
+}
+
+/* The worker that owns a database: a stable hash of its path (FNV-1a). */
+static struct worker *supervisor_worker_for(const char *path)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = path ? path : ""; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &sv.workers[path ? h % (uint32_t)sv.nworkers : 0];
 }
 
 static void supervisor_maybe_exit(void);
@@ -252,8 +278,8 @@ void supervisor_start_job(struct client *c, json_t *request)
 
 /* -------------------------------------------------------------- worker */
 
-static void supervisor_worker_start(void);
-static void supervisor_rewatch(void);
+static void supervisor_worker_start(struct worker *w);
+static void supervisor_rewatch(struct worker *w);
 
 static void supervisor_worker_line(struct channel *ch, const char *line,
 				   size_t len, bool too_long)
@@ -291,11 +317,15 @@ static void supervisor_worker_line(struct channel *ch, const char *line,
 	json_decref(m);
 }
 
-static void supervisor_worker_fail_pending(const char *why)
+static void supervisor_worker_fail_pending(struct worker *w, const char *why)
 {
-	while (sv.pending) {
-		struct pending *p = sv.pending;
-		sv.pending = p->next;
+	for (struct pending **pp = &sv.pending; *pp;) {
+		struct pending *p = *pp;
+		if (p->w != w) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
 		json_t *r = wrp_reply_error(p->client_id, WRP_E_INTERNAL, "%s", why);
 		if (p->client) {
 			client_send(p->client, r);
@@ -310,60 +340,61 @@ static void supervisor_worker_fail_pending(const char *why)
 
 static void supervisor_worker_ch_closed(struct channel *ch)
 {
-	(void)ch;
-	sv.wch = NULL;
+	struct worker *w = ch->data;
+	w->ch = NULL;
 }
 
 static void supervisor_worker_restart(uv_timer_t *t)
 {
-	(void)t;
 	if (!sv.stopping)
-		supervisor_worker_start();
+		supervisor_worker_start(t->data);
 }
 
 static void supervisor_worker_exit(uv_process_t *p, int64_t status, int sig)
 {
+	struct worker *w = p->data;
 	uv_close((uv_handle_t *)p, (uv_close_cb)free);
-	sv.wproc = NULL;
-	sv.wpid = 0;
-	if (sv.wch)
-		channel_close(sv.wch);
-	supervisor_worker_fail_pending("the worker process exited; retry the request");
+	w->proc = NULL;
+	w->pid = 0;
+	if (w->ch)
+		channel_close(w->ch);
+	supervisor_worker_fail_pending(w, "the worker process exited; retry the request");
 	if (sv.stopping) {
 		supervisor_maybe_exit();
 		return;
 	}
-	sv.restarts++;
-	uint64_t delay = 100u << (sv.restarts < 6 ? sv.restarts : 6);
+	w->restarts++;
+	uint64_t delay = 100u << (w->restarts < 6 ? w->restarts : 6);
 	if (delay > 5000)
 		delay = 5000;
-	log_warn("worker exited (status %lld, signal %d); restarting in %llu ms",
-		 (long long)status, sig, (unsigned long long)delay);
-	uv_timer_start(&sv.restart_timer, supervisor_worker_restart, delay, 0);
+	log_warn("worker %d exited (status %lld, signal %d); restarting in %llu ms",
+		 w->index, (long long)status, sig, (unsigned long long)delay);
+	uv_timer_start(&w->restart_timer, supervisor_worker_restart, delay, 0);
 }
 
-static void supervisor_worker_start(void)
+static void supervisor_worker_start(struct worker *w)
 {
 	uv_process_t *proc = calloc(1, sizeof *proc);
 	uv_pipe_t *pipe = malloc(sizeof *pipe);
 	uv_pipe_init(sv.loop, pipe, 0);
+	proc->data = w;
 	int rc = supervisor_spawn(proc, pipe, "--worker", supervisor_worker_exit);
 	if (rc < 0) {
 		log_error("cannot start a worker: %s", uv_strerror(rc));
 		uv_close((uv_handle_t *)pipe, (uv_close_cb)free);
 		uv_close((uv_handle_t *)proc, (uv_close_cb)free);
-		sv.restarts++;
-		uv_timer_start(&sv.restart_timer, supervisor_worker_restart,
+		w->restarts++;
+		uv_timer_start(&w->restart_timer, supervisor_worker_restart,
 			       1000, 0);
 		return;
 	}
-	sv.wproc = proc;
-	sv.wpid = proc->pid;
-	sv.wch = channel_new((uv_stream_t *)pipe, supervisor_worker_line,
-			     supervisor_worker_ch_closed, NULL);
-	channel_start(sv.wch);
-	log_info("worker %d started", proc->pid);
-	supervisor_rewatch();
+	w->proc = proc;
+	w->pid = proc->pid;
+	w->ch = channel_new((uv_stream_t *)pipe, supervisor_worker_line,
+			    supervisor_worker_ch_closed, w);
+	channel_start(w->ch);
+	log_info("worker %d started (pid %d)", w->index, proc->pid);
+	supervisor_rewatch(w);
 }
 
 static void supervisor_watch_hook(json_t *request, json_t *reply)
@@ -399,10 +430,11 @@ bool supervisor_watching(const char *path)
 	return false;
 }
 
-static void supervisor_send_worker(struct client *c, json_t *request,
-				   supervisor_hook hook)
+static void supervisor_send_worker(struct worker *w, struct client *c,
+				   json_t *request, supervisor_hook hook)
 {
 	struct pending *p = calloc(1, sizeof *p);
+	p->w = w;
 	p->wid = ++sv.next_wid;
 	p->client_id = json_incref(json_object_get(request, "id"));
 	p->client = c;
@@ -414,21 +446,31 @@ static void supervisor_send_worker(struct client *c, json_t *request,
 	sv.pending = p;
 	json_t *copy = json_copy(request);
 	json_object_set_new(copy, "id", json_integer(p->wid));
-	channel_send(sv.wch, copy);
+	channel_send(w->ch, copy);
 	json_decref(copy);
+}
+
+static void supervisor_reply_error(struct client *c, json_t *id,
+				   const char *code, const char *msg)
+{
+	json_t *r = wrp_reply_error(id, code, "%s", msg);
+	client_send(c, r);
+	json_decref(r);
 }
 
 void supervisor_to_worker(struct client *c, json_t *request,
 			  supervisor_hook hook)
 {
 	json_t *id = json_object_get(request, "id");
-	if (sv.stopping || !sv.wch) {
-		json_t *r = wrp_reply_error(
-			id, sv.stopping ? WRP_E_SHUTTING_DOWN : WRP_E_INTERNAL,
-			"%s", sv.stopping ? "walrustd is shutting down"
-					  : "the worker is restarting; retry");
-		client_send(c, r);
-		json_decref(r);
+	const char *path = wrp_arg_string(json_object_get(request, "args"),
+					  "database");
+	struct worker *w = supervisor_worker_for(path);
+	if (sv.stopping || !w->ch) {
+		supervisor_reply_error(c, id,
+				       sv.stopping ? WRP_E_SHUTTING_DOWN
+						   : WRP_E_INTERNAL,
+				       sv.stopping ? "walrustd is shutting down"
+						   : "the worker is restarting; retry");
 		return;
 	}
 	supervisor_fill_defaults(request);
@@ -436,15 +478,75 @@ void supervisor_to_worker(struct client *c, json_t *request,
 	if (!hook && cmd &&
 	    (strcmp(cmd, "watch") == 0 || strcmp(cmd, "unwatch") == 0))
 		hook = supervisor_watch_hook;
-	supervisor_send_worker(c, request, hook);
+	supervisor_send_worker(w, c, request, hook);
 }
 
-/* A new worker gets every watched database again; it resumes each from the
- * replica's position (db.c), so a worker restart loses nothing. */
-static void supervisor_rewatch(void)
+/* status: every worker's databases, merged into one reply. */
+struct supervisor_fanout {
+	struct client *client;
+	json_t *id;
+	json_t *databases;
+	int remaining;
+	supervisor_hook hook;
+	json_t *request;
+};
+
+static void supervisor_fanout_reply(void *arg, json_t *msg)
 {
-	for (struct watched *w = sv.watched; w; w = w->next)
-		supervisor_send_worker(NULL, w->request, NULL);
+	struct supervisor_fanout *f = arg;
+	json_t *ok = json_object_get(msg, "ok");
+	if (!ok)
+		return;
+	json_t *dbs = json_object_get(json_object_get(msg, "result"),
+				      "databases");
+	if (ok == json_true() && json_is_array(dbs))
+		json_array_extend(f->databases, dbs);
+	if (--f->remaining > 0)
+		return;
+	json_t *reply = wrp_reply_ok(f->id, json_pack("{s:O}", "databases",
+						      f->databases));
+	if (f->hook)
+		f->hook(f->request, reply);
+	client_send(f->client, reply);
+	json_decref(reply);
+	client_unref(f->client);
+	json_decref(f->id);
+	json_decref(f->databases);
+	json_decref(f->request);
+	free(f);
+}
+
+void supervisor_to_all_workers(struct client *c, json_t *request,
+			       supervisor_hook hook)
+{
+	struct supervisor_fanout *f = calloc(1, sizeof *f);
+	f->client = c;
+	c->refs++;
+	f->id = json_incref(json_object_get(request, "id"));
+	f->databases = json_array();
+	f->hook = hook;
+	f->request = json_incref(request);
+	f->remaining = 1; /* held while sending */
+	for (int i = 0; i < sv.nworkers; i++) {
+		if (!sv.workers[i].ch)
+			continue;
+		struct client *ic = client_internal(supervisor_fanout_reply, f);
+		f->remaining++;
+		supervisor_send_worker(&sv.workers[i], ic, request, NULL);
+		client_unref(ic);
+	}
+	json_t *done = json_pack("{s:b}", "ok", 1);
+	supervisor_fanout_reply(f, done);
+	json_decref(done);
+}
+
+/* A new worker gets its watched databases again; it resumes each from the
+ * replica's position (db.c), so a worker restart loses nothing. */
+static void supervisor_rewatch(struct worker *w)
+{
+	for (struct watched *wd = sv.watched; wd; wd = wd->next)
+		if (supervisor_worker_for(wd->path) == w)
+			supervisor_send_worker(w, NULL, wd->request, NULL);
 }
 
 /* ------------------------------------------------------------ shutdown */
@@ -458,7 +560,7 @@ static void supervisor_close_walk(uv_handle_t *h, void *arg)
 
 static void supervisor_maybe_exit(void)
 {
-	if (!sv.stopping || sv.jobs > 0 || sv.wproc)
+	if (!sv.stopping || sv.jobs > 0 || supervisor_workers_alive())
 		return;
 	uv_stop(sv.loop);
 }
@@ -467,8 +569,9 @@ static void supervisor_stop_timeout(uv_timer_t *t)
 {
 	(void)t;
 	log_warn("jobs still running after the grace period; stopping them");
-	if (sv.wproc)
-		uv_process_kill(sv.wproc, SIGKILL);
+	for (int i = 0; i < sv.nworkers; i++)
+		if (sv.workers[i].proc)
+			uv_process_kill(sv.workers[i].proc, SIGKILL);
 	/* Jobs are in the process group? No: kill them one by one. */
 	uv_stop(sv.loop);
 }
@@ -496,7 +599,7 @@ void supervisor_shutdown(void)
 	if (sv.stopping || sv.syncing)
 		return;
 	watchlist_stop();
-	if (sv.watched && sv.wch) {
+	if (sv.watched && supervisor_workers_alive()) {
 		int64_t timeout = 30000;
 		if (sv.o.config)
 			timeout = sv.o.config->shutdown_sync_timeout_ms;
@@ -509,12 +612,16 @@ void supervisor_shutdown(void)
 				(json_int_t)timeout);
 			struct client *c = client_internal(supervisor_final_synced,
 							   w->path);
-			sv.syncing++;
-			supervisor_send_worker(c, req, NULL);
+			struct worker *wk = supervisor_worker_for(w->path);
+			if (wk->ch) {
+				sv.syncing++;
+				supervisor_send_worker(wk, c, req, NULL);
+			}
 			client_unref(c);
 			json_decref(req);
 		}
-		return;
+		if (sv.syncing)
+			return;
 	}
 	supervisor_shutdown_now();
 }
@@ -532,11 +639,14 @@ static void supervisor_shutdown_now(void)
 	sv.stopping = true;
 	log_info("shutting down");
 	control_stop();
-	uv_timer_stop(&sv.restart_timer);
-	if (sv.wch)
-		channel_close(sv.wch); /* the worker exits on EOF */
-	if (sv.wproc)
-		uv_process_kill(sv.wproc, SIGTERM);
+	for (int i = 0; i < sv.nworkers; i++) {
+		struct worker *w = &sv.workers[i];
+		uv_timer_stop(&w->restart_timer);
+		if (w->ch)
+			channel_close(w->ch); /* the worker exits on EOF */
+		if (w->proc)
+			uv_process_kill(w->proc, SIGTERM);
+	}
 	uv_timer_start(&sv.stop_timer, supervisor_stop_timeout, 60000, 0);
 	supervisor_maybe_exit();
 }
@@ -569,7 +679,13 @@ int supervisor_main(const struct supervisor_opts *o)
 	sv.loop = uv_default_loop();
 	sv.started_ms = util_now_ms();
 	signal(SIGPIPE, SIG_IGN);
-	uv_timer_init(sv.loop, &sv.restart_timer);
+	sv.nworkers = o->workers > 0 ? o->workers : 1;
+	sv.workers = calloc((size_t)sv.nworkers, sizeof *sv.workers);
+	for (int i = 0; i < sv.nworkers; i++) {
+		sv.workers[i].index = i;
+		uv_timer_init(sv.loop, &sv.workers[i].restart_timer);
+		sv.workers[i].restart_timer.data = &sv.workers[i];
+	}
 	uv_timer_init(sv.loop, &sv.stop_timer);
 	uv_signal_init(sv.loop, &sv.sig_term);
 	uv_signal_init(sv.loop, &sv.sig_int);
@@ -582,7 +698,8 @@ int supervisor_main(const struct supervisor_opts *o)
 		free(err);
 		return 1;
 	}
-	supervisor_worker_start();
+	for (int i = 0; i < sv.nworkers; i++)
+		supervisor_worker_start(&sv.workers[i]);
 	log_info("walrustd %s listening on %s (default replica %s)",
 		 WALRUST_VERSION, o->socket_path, o->default_bucket);
 	watchlist_start(sv.loop, o->config, o->default_bucket,

@@ -27,6 +27,7 @@ static void walrustd_usage(FILE *f)
 		"      --no-expand-env    do not expand $VAR in the configuration file\n"
 		"  -x, --exec CMD         run CMD (via /bin/sh) as the application: forward\n"
 		"                         signals, final sync and exit with its status\n"
+		"  -w, --workers N        worker processes replicating databases (default 1)\n"
 		"  -l, --log-level LEVEL  debug, info, warn or error (default info)\n"
 		"  -V, --version          print the version and exit\n"
 		"  -h, --help             this help\n"
@@ -57,6 +58,7 @@ int main(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'},
 		{"exec", required_argument, NULL, 'x'},
 		{"no-expand-env", no_argument, NULL, 'E'},
+		{"workers", required_argument, NULL, 'w'},
 		{"worker", no_argument, NULL, 'W'},
 		{"job", no_argument, NULL, 'J'},
 		{"version", no_argument, NULL, 'V'},
@@ -67,10 +69,11 @@ int main(int argc, char **argv)
 		   *exec_opt = NULL;
 	int level = LOG_INFO, role = 0, c;
 	bool level_set = false, expand_env = true;
+	int workers = 0;
 	const char *lv = getenv("WALRUST_LOG_LEVEL");
 	if (lv && log_parse_level(lv) >= 0)
 		level = log_parse_level(lv);
-	while ((c = getopt_long(argc, argv, "s:r:l:c:x:Vh", longopts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "s:r:l:c:x:w:Vh", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 's':
@@ -87,6 +90,13 @@ int main(int argc, char **argv)
 			break;
 		case 'E':
 			expand_env = false;
+			break;
+		case 'w':
+			workers = atoi(optarg);
+			if (workers < 1 || workers > 256) {
+				fprintf(stderr, "walrustd: --workers takes 1..256\n");
+				return 2;
+			}
 			break;
 		case 'l':
 			level_set = true;
@@ -135,6 +145,8 @@ int main(int argc, char **argv)
 			replica_opt = cfg->default_replica;
 		if (!exec_opt && cfg->exec)
 			exec_opt = cfg->exec;
+		if (!workers && cfg->workers > 0)
+			workers = cfg->workers;
 	}
 	/* Children inherit the level through the environment. */
 	static const char *const names[] = {"debug", "info", "warn", "error"};
@@ -174,6 +186,7 @@ int main(int argc, char **argv)
 		.self_exe = exe,
 		.config = cfg,
 		.exec = exec_opt,
+		.workers = workers,
 	};
 	int rc = supervisor_main(&o);
 	config_free(cfg);
