@@ -278,6 +278,8 @@ static int db_open_conn(struct db *d, char **err)
 				"%s cannot be switched to WAL mode: %s", d->path,
 				sqlite3_errmsg(d->conn));
 	db_exec(d->conn, "PRAGMA wal_autocheckpoint=0");
+	/* We read pages ourselves; SQLite only needs the schema. */
+	db_exec(d->conn, "PRAGMA cache_size=-64");
 	return db_begin_read(d) < 0 ? util_err(err, -EIO, "%s", d->last_error)
 				    : 0;
 }
@@ -499,6 +501,7 @@ static void db_checkpoint(struct db *d)
 			return;
 		}
 		db_exec(d->barrier, "PRAGMA wal_autocheckpoint=0");
+		db_exec(d->barrier, "PRAGMA cache_size=-64");
 	}
 	sqlite3_busy_timeout(d->barrier, 50);
 	if (db_exec(d->barrier, "BEGIN IMMEDIATE") != SQLITE_OK)
@@ -514,6 +517,10 @@ static void db_checkpoint(struct db *d)
 			  log, ckpt);
 	}
 	db_exec(d->barrier, "ROLLBACK");
+	/* Checkpoints are rare: do not keep a second connection's memory
+	 * around for each of possibly thousands of databases. */
+	sqlite3_close(d->barrier);
+	d->barrier = NULL;
 	d->last_ckpt_ms = util_now_ms();
 	d->dirty = false;
 }
