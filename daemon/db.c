@@ -511,7 +511,22 @@ static void db_checkpoint(struct db *d)
 		int log = 0, ckpt = 0;
 		sqlite3_wal_checkpoint_v2(d->conn, "main",
 					  SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
-		if (db_begin_read(d) == 0)
+		/* Still under the write lock, commit one row: when the
+		 * checkpoint copied everything back, this restarts the WAL
+		 * now, so the read transaction we take next has a read mark
+		 * above 0. (With a mark of 0 every automatic checkpoint of the
+		 * application fails and retries, which costs it half its
+		 * write rate; Litestream bumps _litestream_seq for this.) The
+		 * old WAL was captured whole, above: salts changing next is
+		 * continuity, not a gap. */
+		db_exec(d->barrier,
+			"CREATE TABLE IF NOT EXISTS _walrust_seq "
+			"(id INTEGER PRIMARY KEY, seq INTEGER)");
+		db_exec(d->barrier,
+			"INSERT INTO _walrust_seq (id, seq) VALUES (1, 1) "
+			"ON CONFLICT (id) DO UPDATE SET seq = seq + 1");
+		bool committed = db_exec(d->barrier, "COMMIT") == SQLITE_OK;
+		if (db_begin_read(d) == 0 && committed)
 			d->txn_clean = true;
 		log_debug("%s: checkpoint (%d frames, %d backfilled)", d->path,
 			  log, ckpt);

@@ -596,11 +596,17 @@ static void supervisor_final_synced(void *arg, json_t *msg)
  * database (bounded by its timeout), then stop. */
 void supervisor_shutdown(void)
 {
-	if (sv.stopping || sv.syncing)
+	if (sv.stopping)
 		return;
+	if (sv.syncing) {
+		/* Asked again during the final sync: stop now. */
+		log_warn("stopping before the final sync completed");
+		supervisor_shutdown_now();
+		return;
+	}
 	watchlist_stop();
 	if (sv.watched && supervisor_workers_alive()) {
-		int64_t timeout = 30000;
+		int64_t timeout = 10000; /* without a configuration file */
 		if (sv.o.config)
 			timeout = sv.o.config->shutdown_sync_timeout_ms;
 		log_info("final sync before shutting down");

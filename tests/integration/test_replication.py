@@ -428,7 +428,9 @@ def test_concurrent_writer_latest_and_point_in_time(wd, rep_fs, tmp_path,
     assert st["txid"] == r["txid"] == st["captured_txid"], st
     assert st["last_error"] is None and st["state"] == "replicating", st
     keys = l0_chain(rep)
-    assert keys[-1].max_txid == r["txid"], (keys[-1], r)
+    # walrustd's own bookkeeping commit (_walrust_seq, at its checkpoints)
+    # may be shipped after the sync reply: never fewer files, maybe more.
+    assert keys[-1].max_txid >= r["txid"], (keys[-1], r)
     assert check_l0_pages(rep, keys=keys) == \
         dbtools.db_info(db)["page_count"]
 
@@ -826,7 +828,7 @@ def test_restore_then_watch_again(daemon_factory, rep_fs, tmp_path,
     new = [k for k in keys if k.min_txid > M]
     assert new, f"nothing after txid {M}: {keys[-3:]}"
     assert new[0].min_txid == M + 1, (M, new[0])
-    assert r["txid"] == keys[-1].max_txid
+    assert keys[-1].max_txid >= r["txid"]
     assert check_l0_pages(rep, keys=keys) == \
         dbtools.db_info(live)["page_count"]
     out = str(tmp_path / "latest.db")
@@ -1111,14 +1113,17 @@ def test_sync_timeout_while_endpoint_down(wd, s3_replica, tmp_path, mode):
         print(f"recovered in {time.monotonic() - t0:.1f}s")
         src = dbtools.table_checksums(db)
         keys = l0_chain(direct)
-        assert r["txid"] == keys[-1].max_txid
+        assert keys[-1].max_txid >= r["txid"]
         check_l0_pages(direct, keys=keys)
         out = str(tmp_path / "latest.db")
         restore(wd, direct, out)
         assert_equal_db(out, src)
         check_chain_states(wd, direct, tmp_path, seed, items, limit=30)
         st = db_status(wd, db)
-        assert st["last_error"] is None and st["lag_ms"] == 0, st
+        # lag is 0 unless something newer than the sync (walrustd's own
+        # _walrust_seq bump at a checkpoint) is already captured
+        assert st["last_error"] is None and (
+            st["lag_ms"] == 0 or st["captured_txid"] > r["txid"]), st
 
 
 # ===================================================== 10. failure modes

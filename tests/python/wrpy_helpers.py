@@ -35,7 +35,8 @@ def dump(path):
     conn = sqlite3.connect(str(path))
     try:
         tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+            "SELECT name FROM sqlite_master WHERE type='table' "
+            "AND name != '_walrust_seq' ORDER BY name")]
         return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid")
                 .fetchall() for t in tables}
     finally:

@@ -71,13 +71,16 @@ def _rowid_table(con, name):
 
 def table_checksums(path, tables=None):
     """{table: (row count, sha256 of rows ordered by rowid / all columns)}
-    for every user table (or the named ones), in one read transaction."""
+    for every user table (or the named ones), in one read transaction.
+    walrustd's own bookkeeping table (_walrust_seq, bumped at each of its
+    checkpoints, like Litestream's _litestream_seq) is not user data."""
     con = _connect(path)
     try:
         con.execute("BEGIN")
         names = [r[0] for r in con.execute(
             "SELECT name FROM sqlite_master WHERE type='table' "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            "AND name NOT LIKE 'sqlite_%' AND name != '_walrust_seq' "
+            "ORDER BY name")]
         if tables is not None:
             names = [n for n in names if n in tables]
         out = {}
