@@ -425,7 +425,9 @@ def test_concurrent_writer_latest_and_point_in_time(wd, rep_fs, tmp_path,
     r = sync(wd, db, timeout=30)
     src = dbtools.table_checksums(db)
     st = db_status(wd, db)
-    assert st["txid"] == r["txid"] == st["captured_txid"], st
+    # status comes after the sync reply: walrustd's own _walrust_seq
+    # commit (at a checkpoint) may have been captured or shipped since
+    assert st["captured_txid"] >= st["txid"] >= r["txid"], st
     assert st["last_error"] is None and st["state"] == "replicating", st
     keys = l0_chain(rep)
     # walrustd's own bookkeeping commit (_walrust_seq, at its checkpoints)
@@ -520,7 +522,7 @@ def test_application_checkpoints(wd, file_rep, tmp_path, sizes, mode):
     restore(wd, rep, out)
     assert_equal_db(out, src)
     st = db_status(wd, db)
-    assert st["last_error"] is None and st["txid"] == r["txid"], st
+    assert st["last_error"] is None and st["txid"] >= r["txid"], st
     ws = status(wd)["workers"]
     assert ws and all(w["restarts"] == 0 for w in ws), ws
     assert check_l0_pages(rep) == dbtools.db_info(db)["page_count"]
@@ -623,7 +625,7 @@ def test_connection_per_statement(wd, file_rep, tmp_path, sizes):
     (dbst,) = st["databases"]
     assert dbst["state"] == "replicating" and dbst["last_error"] is None, \
         dbst
-    assert dbst["txid"] == r["txid"]
+    assert dbst["txid"] >= r["txid"]
     got = restore_every_txid(wd, rep, tmp_path, limit=30)
     ns = {}
     for t, o in got:
