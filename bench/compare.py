@@ -2,7 +2,7 @@
 """bench/compare.py: walrust and Litestream side by side, same run, same S3.
 
     python3 bench/compare.py                 # full table (~25 min, 2 CPUs)
-    python3 bench/compare.py --quick         # every figure, small sizes (~5 min)
+    python3 bench/compare.py --quick         # every figure, small (~5 min)
     python3 bench/compare.py --check bench/results/compare-quick.json
 
 One SeaweedFS (S3 on loopback, SigV4) serves both tools. Each measurement
@@ -1271,6 +1271,10 @@ def phase_scale(ctx, P, R):
 
 
 def phase_heavy(ctx, P, R):
+    """CPU per GB of WAL: windows of a writer going flat out, each followed
+    by the tool's sync barrier. A tool that has not caught up
+    `heavy_catchup_s` after a window gets no figure (null, with the
+    backlog as the reason) and its remaining windows are skipped."""
     R["heavy"] = {}
     for t in TOOLS:
         d = os.path.join(ctx.workdir, f"heavy-{t}")
@@ -1280,6 +1284,7 @@ def phase_heavy(ctx, P, R):
         create_heavy_db(db, P["heavy_rows"])
         tool = Tool(ctx, t, "heavy", [db], f"heavy-{t}").start()
         wins = []
+        res = {"windows": wins, "caught_up": True}
         try:
             wait_first_l0(ctx, tool, 60)
             tool.sync(db, 120)
@@ -1290,7 +1295,20 @@ def phase_heavy(ctx, P, R):
                 r = role("_heavy-writer", db, P["heavy_s"],
                          timeout=P["heavy_s"] + 120)
                 wr = json.loads(r.stdout.strip().splitlines()[-1])
-                sync_s = tool.sync(db, 600)
+                lim = P["heavy_catchup_s"]
+                ts = time.monotonic()
+                try:
+                    sync_s = tool.sync(db, int(lim))
+                except (RuntimeError, subprocess.TimeoutExpired):
+                    if time.monotonic() - ts < 0.9 * lim:
+                        raise
+                    st = heavy_backlog(ctx, tool, db)
+                    res.update(caught_up=False, reason=(
+                        f"not caught up {lim:g} s after window {w} "
+                        f"({wr['wal_bytes'] / 1e6:.0f} MB of WAL in "
+                        f"{wr['seconds']:.0f} s){st}"))
+                    log(f"heavy/{t}/{w}: {res['reason']}")
+                    break
                 c1 = cpu_now(tool.proc.pid)
                 el = time.monotonic() - t0
                 gb = wr["wal_bytes"] / 1e9
@@ -1301,18 +1319,49 @@ def phase_heavy(ctx, P, R):
                     f"in {wr['seconds']:.1f} s ({wr['tx']} tx), sync after "
                     f"{sync_s:.2f} s, CPU {c1 - c0:.2f} s = "
                     f"{(c1 - c0) / gb:.1f} s/GB")
-            expect = list(sqlite3.connect(db).execute(
-                "SELECT count(*), sum(n) FROM h").fetchone())
-            out = os.path.join(d, "restored.db")
-            tool.restore(db, out)
-            check_db(out, "SELECT count(*), sum(n) FROM h", expect,
-                     f"heavy/{t} restore")
+            if res["caught_up"]:
+                expect = list(sqlite3.connect(db).execute(
+                    "SELECT count(*), sum(n) FROM h").fetchone())
+                out = os.path.join(d, "restored.db")
+                tool.restore(db, out)
+                check_db(out, "SELECT count(*), sum(n) FROM h", expect,
+                         f"heavy/{t} restore")
         finally:
-            tool.stop()
-        R["heavy"][t] = wins
+            if res["caught_up"]:
+                tool.stop()
+            elif tool.alive():  # no final sync of a backlog: kill
+                os.killpg(tool.proc.pid, signal.SIGKILL)
+                tool.proc.wait()
+        R["heavy"][t] = res
         shutil.rmtree(d, ignore_errors=True)
         ctx.weed.delete_prefix(f"heavy-{t}/")
     ctx.stop_restore_daemon()
+
+
+def heavy_backlog(ctx, tool, db):
+    """What a tool that did not catch up still had to ship."""
+    out = []
+    try:
+        out.append(f"WAL {os.path.getsize(db + '-wal') / 1e6:.0f} MB")
+    except OSError:
+        pass
+    if tool.tool == "walrust":
+        r = core.run([ctx.walrustctl, "-s", tool.sock, "--json", "status"],
+                     env=tool.env, timeout=30)
+        try:
+            st = json.loads(r.stdout.strip().splitlines()[-1])
+            x = st["databases"][0]
+            out.append(f"replicated TXID {x['txid']} of "
+                       f"{x['captured_txid']} captured, lag "
+                       f"{x['lag_ms'] / 1000:.0f} s")
+        except (ValueError, IndexError, KeyError):
+            pass
+    else:
+        r = core.run([ctx.litestream, "status", "-config", tool.cfg],
+                     env=tool.env, timeout=30)
+        if r.stdout.strip():
+            out.append(" ".join(r.stdout.split())[:200])
+    return ": " + "; ".join(out) if out else ""
 
 
 def phase_tp(ctx, P, R):
@@ -1439,7 +1488,8 @@ class Requests:
                       "status_4xx_5xx": errs,
                       "all_requests": len(reqs)}
             log(f"requests/{t}: per minute (median) " + ", ".join(
-                f"{k} {statistics.median([m[k] for m in per_min]) if per_min else '-'}"
+                f"{k} {statistics.median([m[k] for m in per_min])}"
+                if per_min else f"{k} -"
                 for k in (*S3_KINDS, "OTHER")))
         for t in TOOLS:
             tool, db = self.tools[t], self.dbs[t]
@@ -1525,10 +1575,15 @@ def compute_figures(P, R):
     put(f"cpu_idle_{P['cpu_n']}", vals["walrust"], vals["litestream"],
         f"{P['cpu_windows']} windows of {P['cpu_window_s']:g} s")
     h = R.get("heavy", {})
-    put("cpu_per_gb_wal", [w["cpu_s_per_gb"] for w in h.get("walrust", [])],
-        [w["cpu_s_per_gb"] for w in h.get("litestream", [])],
+    hv = {t: h.get(t, {}) for t in TOOLS}
+    put("cpu_per_gb_wal",
+        *[[w["cpu_s_per_gb"] for w in hv[t].get("windows", [])]
+          if hv[t].get("caught_up", True) else [] for t in TOOLS],
         "replicator CPU from writer start to the end of `sync`, per 10^9 "
-        "bytes of WAL frames written")
+        "bytes of WAL frames written",
+        l_reason=hv["litestream"].get("reason"))
+    if not hv["walrust"].get("caught_up", True):
+        F["cpu_per_gb_wal"]["walrust_reason"] = hv["walrust"]["reason"]
     for rate in P["lag_rates"]:
         for q in ("p50", "p99"):
             put(f"lag_{q}_{rate:g}",
@@ -1574,6 +1629,12 @@ def compute_figures(P, R):
         w, lt = f["walrust"], f["litestream"]
         f["ratio"] = None
         f["ahead"] = None
+        if w is None and lt and f.get("walrust_reason"):
+            f["ahead"] = "litestream"  # walrust could not do it
+            f["ratio_reason"] = "walrust: no figure"
+        elif lt is None and w and f.get("litestream_reason"):
+            f["ahead"] = "walrust"
+            f["ratio_reason"] = "Litestream: no figure"
         if w and lt:
             if lt["median"] != 0:
                 f["ratio"] = w["median"] / lt["median"]
@@ -1609,8 +1670,8 @@ def check_results(res):
         for t in TOOLS:
             s = f.get(t)
             if s is None:
-                if t == "litestream" and f.get("litestream_reason"):
-                    continue
+                if f.get(f"{t}_reason"):
+                    continue  # present: null, with the reason
                 probs.append(f"{fid}: no {t} figure")
             elif not all(isinstance(s.get(k), (int, float))
                          for k in ("median", "min", "max")):
@@ -1655,6 +1716,12 @@ def ahead_list(res):
         f = res["figures"].get(fid)
         if not f or f.get("ahead") != "litestream":
             continue
+        if f["walrust"] is None:
+            lt = fnum(f["litestream"]["median"])
+            out.append(f"**{label}**: Litestream {lt} {unit}; walrust has "
+                       f"no figure: "
+                       f"{f.get('walrust_reason')}")
+            continue
         w, lt = f["walrust"]["median"], f["litestream"]["median"]
         ratio = f"{w / lt:.2f}" if lt else "-"
         txt = (f"**{label}**: Litestream {fnum(lt)} {unit}, walrust "
@@ -1662,6 +1729,13 @@ def ahead_list(res):
                f"{better} is better)")
         if f.get("ranges_overlap"):
             txt += "; the min-max ranges overlap (within this run's noise)"
+        ic = res.get("raw", {}).get("snapshot_runs", {}).get(
+            "litestream", {}).get("restore_with_integrity_check_s")
+        if fid == "restore_s" and ic:
+            txt += (f". walrust's restore includes `PRAGMA integrity_check`"
+                    f" of the result, Litestream's does not by default; "
+                    f"with `-integrity-check full` Litestream took "
+                    f"{fnum(ic)} s")
         out.append(txt)
     return out
 
@@ -1677,12 +1751,14 @@ def render_table(res):
             continue
         lc = fcell(f["litestream"]) if f["litestream"] else (
             f"n/a ({f.get('litestream_reason')})")
+        wc = fcell(f["walrust"]) if f["walrust"] else (
+            f"n/a ({f.get('walrust_reason')})")
         ratio = (f"{f['ratio']:.2f}" if f.get("ratio") is not None
                  else f"- ({f.get('ratio_reason', '')})"
                  if f.get("ratio_reason") else "-")
         who = {"walrust": "walrust", "litestream": "**Litestream**",
                "tie": "tie", None: ""}[f.get("ahead")]
-        lines.append(f"| {label} | {unit} | {fcell(f['walrust'])} | {lc} | "
+        lines.append(f"| {label} | {unit} | {wc} | {lc} | "
                      f"{ratio} | {who} |")
     return "\n".join(lines)
 
@@ -1701,7 +1777,9 @@ def render_md(res):
          f"{m.get('mem_total', '?')} RAM, Linux {m['kernel']}; load average "
          f"at start {m.get('loadavg_start', '?')}, at end "
          f"{m.get('loadavg_end', '?')} (a shared, noisy machine)",
-         f"- Versions: {m['walrustd']}; Litestream {m['litestream']}; "
+         f"- Versions: {m['walrustd']} (git {m.get('walrust_git', '?')}, "
+         f"walrustd sha256 {m.get('walrustd_sha256', '?')}...); Litestream "
+         f"{m['litestream']}; "
          f"SeaweedFS {m['seaweedfs']}; SQLite {m['sqlite']} (the writers); "
          f"Python {m['python']}",
          "- S3: one SeaweedFS on loopback (SigV4); both tools with the same "
@@ -1735,7 +1813,10 @@ def render_md(res):
           f"frames appended (from the -shm index after each commit); CPU = "
           f"the tree's CPU from the writer's start until the tool's own "
           f"sync barrier returns (walrustctl sync / litestream sync -wait); "
-          f"{P['heavy_windows']} windows per tool.",
+          f"{P['heavy_windows']} windows per tool, one after the other on "
+          f"the same database. A tool whose barrier has not returned "
+          f"{P['heavy_catchup_s']:g} s after a window gets no figure (the "
+          f"backlog is the reason) and is not tried further.",
           f"- **Lag**: a writer commits one row at Poisson arrivals "
           f"({', '.join(f'{r:g}' for r in P['lag_rates'])} tx/s) for "
           f"{P['lag_s']:g} s per window ({P['lag_windows']} windows), "
@@ -1843,14 +1924,15 @@ def render_context(res):
                  f"{max(none):.0f}].")
     h = R.get("heavy", {})
     for t in TOOLS:
-        ws = h.get(t, [])
-        if ws:
+        ws = h.get(t, {}).get("windows", [])
+        if ws or h.get(t, {}).get("reason"):
             L.append(f"- Heavy writer with {t}: "
                      + "; ".join(f"{w['wal_bytes'] / 1e6:.0f} MB of WAL in "
                                  f"{w['seconds']:.1f} s, CPU "
                                  f"{w['cpu_s']:.2f} s, sync after "
                                  f"{w['sync_after_s']:.2f} s" for w in ws)
-                     + ".")
+                     + (f"; then {h[t]['reason']}"
+                        if h[t].get("reason") else "") + ".")
     sr = R.get("snapshot_runs", {})
     for t in TOOLS:
         r = sr.get(t)
@@ -1950,7 +2032,8 @@ def params(quick):
                 "scale_ns": [1, 10, 100], "cpu_n": 100, "cpu_windows": 2,
                 "cpu_window_s": 5.0, "settle_s": 2.0, "idle_s": 3.0,
                 "load_s": 4.0, "heavy_rows": 5000, "heavy_windows": 2,
-                "heavy_s": 3.0, "tp_reps": 2, "tp_s": 3.0,
+                "heavy_s": 3.0, "heavy_catchup_s": 60.0, "tp_reps": 2,
+                "tp_s": 3.0,
                 "req_warmup_s": 20.0}
     return {"quick": False, "big_mib": 1024, "snap_reps": 3,
             "pitr_k": 480.0, "pitr_fraction": 23 / 24, "pitr_tx_s": 100,
@@ -1959,7 +2042,8 @@ def params(quick):
             "scale_ns": [1, 10, 100, 1000], "cpu_n": 1000,
             "cpu_windows": 3, "cpu_window_s": 20.0, "settle_s": 5.0,
             "idle_s": 5.0, "load_s": 10.0, "heavy_rows": 20000,
-            "heavy_windows": 3, "heavy_s": 8.0, "tp_reps": 3, "tp_s": 6.0,
+            "heavy_windows": 3, "heavy_s": 8.0, "heavy_catchup_s": 90.0,
+            "tp_reps": 3, "tp_s": 6.0,
             "req_warmup_s": 330.0}
 
 
@@ -2180,7 +2264,7 @@ def count_checks(R):
             "rows", []))
     n += len(R.get("lag", {}))
     n += len(R.get("scale", []))
-    n += len(R.get("heavy", {}))
+    n += sum(1 for v in R.get("heavy", {}).values() if v.get("caught_up"))
     n += sum(1 for r in R.get("throughput", []) if r["mode"] != "none")
     n += sum(1 for t in TOOLS if R.get("requests", {}).get(t, {}).get(
         "final_check"))
