@@ -1993,9 +1993,14 @@ README_END = "<!-- compare.py:table:end -->"
 
 
 def update_readme(res):
-    """Replace the table between the markers of compare.py's own section of
-    bench/README.md (nothing else is touched)."""
-    path = os.path.join(HERE, "README.md")
+    """Replace the table between the markers in bench/README.md and in the
+    top-level README.md (nothing else is touched)."""
+    done = [_update_readme(os.path.join(HERE, "README.md"), res),
+            _update_readme(os.path.join(ROOT, "README.md"), res)]
+    return all(done)
+
+
+def _update_readme(path, res):
     try:
         with open(path) as f:
             text = f.read()
@@ -2248,7 +2253,8 @@ def main():
         with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
             f.write(md)
         log("wrote bench/RESULTS.md" + (
-            " and the table in bench/README.md" if update_readme(res)
+            " and the tables in README.md and bench/README.md"
+            if update_readme(res)
             else ""))
     probs = check_results(res) if not partial else []
     for p in probs:

@@ -44,6 +44,13 @@ static void cmd_watch_start(struct worker_req *r)
 		}
 	}
 	if (!d) {
+		/* One storage (one connection pool) for all the databases
+		 * replicated to the same place. */
+		struct storage *shared = worker_storage_shared(r->args);
+		if (shared) {
+			storage_free(r->storage);
+			r->storage = shared;
+		}
 		char *err = NULL;
 		int rc = db_new(&d, r->storage->loop, path,
 				wrp_arg_string(r->args, "name"), r->storage, r->args,

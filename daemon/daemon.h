@@ -109,6 +109,7 @@ const char *db_path(const struct db *d);
 const char *db_name(const struct db *d);
 uint64_t db_txid(const struct db *d);
 struct storage *db_storage(const struct db *d);
+json_t *db_args(const struct db *d); /* the watch request's arguments */
 json_t *db_status(const struct db *d);
 
 /* ------------------------------------------------------------ snapshot.c */
@@ -138,6 +139,7 @@ struct job_ctx {
 	json_t *id;
 	const char *code;   /* error code set by the job on failure */
 	char *message;      /* error message (malloc'd) */
+	unsigned lease_seq; /* the last lease sent (job_lease) */
 };
 int job_main(void);
 void job_event(struct job_ctx *j, const char *event, json_t *data);
@@ -146,6 +148,13 @@ int job_fail(struct job_ctx *j, int rc, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* cmd_open_storage for a job, setting j->code/message on failure. */
 int job_open_storage(struct job_ctx *j, json_t *args, struct storage **out);
+/* Lease files of (name, replica) against retention (see lease.c): l[0..n)
+ * replaces the job's previous set (n == 0 releases it; the supervisor also
+ * releases it when the job exits). 0 once every worker has it; -ETIMEDOUT
+ * when they did not answer in time (the caller goes on), -ENOMEM. */
+struct retention_lease;
+int job_lease(struct job_ctx *j, const char *name, const char *replica,
+	      const struct retention_lease *l, size_t n);
 
 /* ------------------------------------------------------------- channel.c */
 /* A line-oriented JSON stream over a uv stream (a client connection or a
@@ -258,9 +267,16 @@ void worker_reply(struct worker_req *r, json_t *result);
 /* The databases this worker watches. */
 struct db *worker_db_find(const char *path);
 struct db *worker_db_find_name(const char *name, const char *replica);
+/* The storage of a watched database whose request named the same bucket,
+ * endpoint and credentials as args, with one more owner; NULL if none. */
+struct storage *worker_storage_shared(json_t *args);
 void worker_db_add(struct db *d);
 void worker_db_remove(struct db *d);
 json_t *worker_dbs_status(void);
+/* The live leases on the files of (name, replica), for retention_plan:
+ * malloc'd, *n of them; NULL when none (lease.c). */
+struct retention_lease *worker_leases(const char *name, const char *replica,
+				      int64_t now_ms, size_t *n);
 void worker_fail(struct worker_req *r, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* storage_new from a request's bucket/endpoint/aws args (job or worker). */

@@ -42,13 +42,23 @@
  * acknowledged (sync --wait, the position file) before the upload
  * completed.
  *
+ * Each capture reads only what is new: the index of the current WAL
+ * generation (page -> newest committed frame) is kept between captures and
+ * extended from where the last scan ended, with the running checksum
+ * saved there, so its cost does not grow with the WAL.
+ *
  * Checkpoints (Litestream's policy): PASSIVE when the WAL holds >= 1000
  * frames, or every minute when new data was captured. Sequence: barrier,
  * capture, end the read transaction, PASSIVE checkpoint, begin a new read
- * transaction (clean), release the barrier. The application's own
- * checkpoints are also fine: PASSIVE/FULL stop at our read mark,
- * RESTART/TRUNCATE wait for it or, if our mark is 0, restart the WAL,
- * which the salts reveal.
+ * transaction (clean; mark 0 when everything was copied back), release
+ * the barrier; then restart the WAL with a bookkeeping write of our own
+ * (a row in _walrust_seq) and leave mark 0 by a hand-off between our two
+ * connections (see db_handoff and db_checkpoint for why each step is
+ * needed). When the application holds the write lock most of the time, a
+ * hand-off copies back what we captured without the lock first, so the
+ * barrier is short. The application's own checkpoints are also fine:
+ * PASSIVE/FULL stop at our read mark, RESTART/TRUNCATE wait for it or, if
+ * our mark is 0, restart the WAL, which the salts reveal.
  *
  * Restarts: pos is saved after each upload in a position file in the
  * state directory. On start we list the replica: when the file's TXID is
@@ -62,10 +72,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,6 +144,29 @@ struct db {
 	uint64_t files, bytes;
 	struct db_waiter *waiters;
 	struct stat last_wal;
+	/* The index of the current WAL generation, kept between captures and
+	 * extended by the frames appended since: a capture reads only what
+	 * is new, however large the WAL has grown. */
+	struct wal_index *widx;
+	unsigned ckpt_fails; /* checkpoints in a row that found the db busy */
+	/* Our read transaction may have read mark 0 (it began with the WAL
+	 * copied back whole). Then the application's own checkpoints fail
+	 * (a mark-0 reader forbids copying back), which costs it write
+	 * throughput; once the application has written again we move to a
+	 * mark above 0 by a hand-off. */
+	bool mark_zero;
+	struct db_pos ckpt_done; /* cap when the WAL was last copied back whole */
+	/* Local copies of what we uploaded at levels 0..2: the inputs of the
+	 * next compaction, read from here instead of downloaded again. */
+	struct db_spool {
+		int fd; /* -1 when empty */
+		int64_t end;
+		struct db_spool_ent {
+			uint64_t min, max;
+			int64_t off, len;
+		} *e;
+		size_t n, cap;
+	} spool[DB_LEVELS];
 	db_stopped_cb on_stopped;
 	void *stopped_arg;
 	/* Compaction and retention (see the section at the end). */
@@ -146,6 +182,9 @@ struct db {
 static void db_known_add(struct db *d, int level, uint64_t mn, uint64_t mx,
 			 int64_t ts);
 static void db_housekeeping(struct db *d, int64_t now);
+static void db_spool_add(struct db *d, const struct db_file *f);
+struct db_spool;
+static void db_spool_close(struct db_spool *sp);
 
 static void db_set_error(struct db *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -344,6 +383,7 @@ out:
 }
 
 static void db_ship(struct db *d);
+static bool db_wal_changed(struct db *d);
 
 /* Capture what the WAL holds beyond cap. Synchronous, local only. */
 static int db_capture(struct db *d)
@@ -367,11 +407,19 @@ static int db_capture(struct db *d)
 		if (d->have_cap)
 			return 0; /* no WAL yet: nothing new */
 	} else {
-		rc = wal_index_scan(&src.wal, src.wal_fd, &err);
+		rc = d->widx ? wal_index_extend(d->widx, src.wal_fd, &err) : 1;
+		if (rc == 1) {
+			wal_index_free(d->widx);
+			d->widx = NULL;
+			rc = wal_index_scan(&d->widx, src.wal_fd, &err);
+		}
 		if (rc < 0) {
+			wal_index_free(d->widx);
+			d->widx = NULL;
 			db_set_error(d, "cannot read the WAL: %s", err);
 			goto out;
 		}
+		src.wal = d->widx;
 	}
 	const struct wal_header *wh = src.wal ? wal_index_header(src.wal) : NULL;
 	uint32_t frames = src.wal ? wal_index_frames(src.wal) : 0;
@@ -422,10 +470,8 @@ static int db_capture(struct db *d)
 		if (rc < 0)
 			goto out;
 	}
-	if (frames == 0) {
-		wal_index_free(src.wal);
+	if (frames == 0)
 		src.wal = NULL;
-	}
 	uint64_t txid = d->cap.txid + 1;
 	struct ltx_header h = {
 		.flags = LTX_FLAG_NO_CHECKSUM,
@@ -482,7 +528,6 @@ out:
 	free(err);
 	free(pages);
 	free(src.frame);
-	wal_index_free(src.wal);
 	if (src.wal_fd >= 0)
 		close(src.wal_fd);
 	return rc;
@@ -490,52 +535,199 @@ out:
 
 /* ----------------------------------------------------------- checkpoint */
 
-static void db_checkpoint(struct db *d)
+/* Give back the pages of the database's -shm file that SQLite mapped into
+ * this process: ours are touched only at checkpoints (a restart of the WAL
+ * clears its hash tables, all 32 KB of them), and with a thousand
+ * databases they would be a third of the worker's resident memory. The
+ * mapping is MAP_SHARED: dropping pages only unmaps them here; the next
+ * access maps them again from the file, unchanged (madvise(2)). */
+static void db_shm_release(struct db *d)
 {
-	if (!d->barrier) {
-		if (sqlite3_open_v2(d->path, &d->barrier,
-				    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-				    NULL) != SQLITE_OK) {
-			sqlite3_close(d->barrier);
-			d->barrier = NULL;
-			return;
-		}
-		db_exec(d->barrier, "PRAGMA wal_autocheckpoint=0");
-		db_exec(d->barrier, "PRAGMA cache_size=-64");
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return;
+	size_t plen = strlen(d->path);
+	char line[PATH_MAX + 128];
+	while (fgets(line, sizeof line, f)) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = 0;
+		char *name = strchr(line, '/');
+		if (!name || strncmp(name, d->path, plen) != 0 ||
+		    strcmp(name + plen, "-shm") != 0)
+			continue;
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && hi > lo)
+			madvise((void *)lo, hi - lo, MADV_DONTNEED);
 	}
-	sqlite3_busy_timeout(d->barrier, 50);
-	if (db_exec(d->barrier, "BEGIN IMMEDIATE") != SQLITE_OK)
-		return; /* the application is writing: next time */
+	fclose(f);
+}
+
+/*
+ * Backfilling without the write lock. An application that writes back to
+ * back may keep the write lock for many seconds at a time, and our read
+ * mark, taken at our last checkpoint, stops its own checkpoints from
+ * copying anything newer back: its WAL grows, and the checkpoint we do
+ * once we get the lock would have to copy all of it while the
+ * application waits (long enough for its busy timeout to expire). So
+ * when the lock is busy we move our read mark forward by a hand-off
+ * between our two connections and let a PASSIVE checkpoint copy back
+ * what we have captured, the application writing on:
+ *
+ *   1. the barrier connection starts a read transaction R2 (mark m2);
+ *   2. capture: everything up to m2, and more, is now captured;
+ *   3. end our read transaction R1 and run a PASSIVE checkpoint: it
+ *      copies back at most up to m2, which R2 still pins;
+ *   4. start our read transaction R3, then end R2.
+ *
+ * R3 is clean (everything in the WAL when it began was captured) in the
+ * sense the capture needs: the WAL can restart under R3 only if R3's
+ * mark is 0, that is, if the WAL was completely copied back when R3
+ * began; while R2 was held nothing past m2 could be copied back, and
+ * before that R1 pinned our earlier capture; so a WAL that restarts
+ * under R3 held nothing we had not captured. At every moment one of our
+ * read transactions is open, so frames we have not read cannot be
+ * overwritten. The WAL file itself only restarts at the next checkpoint
+ * under the lock, which is then short: little is left to copy back.
+ */
+static void db_handoff(struct db *d, bool backfill)
+{
+	sqlite3 *b = d->barrier;
+	if (db_exec(b, "BEGIN") != SQLITE_OK ||
+	    db_exec(b, "SELECT count(*) FROM sqlite_master") != SQLITE_OK) {
+		db_exec(b, "ROLLBACK");
+		return;
+	}
 	if (db_capture(d) == 0) {
 		db_exec(d->conn, "COMMIT");
 		int log = 0, ckpt = 0;
-		sqlite3_wal_checkpoint_v2(d->conn, "main",
-					  SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
-		/* Still under the write lock, commit one row: when the
-		 * checkpoint copied everything back, this restarts the WAL
-		 * now, so the read transaction we take next has a read mark
-		 * above 0. (With a mark of 0 every automatic checkpoint of the
-		 * application fails and retries, which costs it half its
-		 * write rate; Litestream bumps _litestream_seq for this.) The
-		 * old WAL was captured whole, above: salts changing next is
-		 * continuity, not a gap. */
-		db_exec(d->barrier,
-			"CREATE TABLE IF NOT EXISTS _walrust_seq "
-			"(id INTEGER PRIMARY KEY, seq INTEGER)");
-		db_exec(d->barrier,
-			"INSERT INTO _walrust_seq (id, seq) VALUES (1, 1) "
-			"ON CONFLICT (id) DO UPDATE SET seq = seq + 1");
-		bool committed = db_exec(d->barrier, "COMMIT") == SQLITE_OK;
-		if (db_begin_read(d) == 0 && committed)
-			d->txn_clean = true;
-		log_debug("%s: checkpoint (%d frames, %d backfilled)", d->path,
-			  log, ckpt);
+		if (backfill)
+			sqlite3_wal_checkpoint_v2(d->conn, "main",
+						  SQLITE_CHECKPOINT_PASSIVE,
+						  &log, &ckpt);
+		d->txn_clean = db_begin_read(d) == 0;
+		/* Copied back whole, the WAL gave R3 mark 0. Otherwise R2
+		 * pinned frames above 0 that nothing could copy back under
+		 * a mark-0 R1. */
+		d->mark_zero = backfill && log >= 0 && log == ckpt;
+		if (backfill)
+			log_debug("%s: backfilled %d of %d frames without the "
+				  "lock", d->path, ckpt, log);
 	}
-	db_exec(d->barrier, "ROLLBACK");
+	db_exec(b, "ROLLBACK");
+}
+
+static int db_barrier_open(struct db *d)
+{
+	if (d->barrier)
+		return 0;
+	if (sqlite3_open_v2(d->path, &d->barrier,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		sqlite3_close(d->barrier);
+		d->barrier = NULL;
+		return -EIO;
+	}
+	db_exec(d->barrier, "PRAGMA wal_autocheckpoint=0");
+	db_exec(d->barrier, "PRAGMA cache_size=-64");
+	return 0;
+}
+
+static void db_barrier_close(struct db *d)
+{
 	/* Checkpoints are rare: do not keep a second connection's memory
 	 * around for each of possibly thousands of databases. */
 	sqlite3_close(d->barrier);
 	d->barrier = NULL;
+}
+
+static void db_checkpoint(struct db *d)
+{
+	if (db_barrier_open(d) < 0)
+		return;
+	/* A large WAL: copy most of it back first, without the lock, so
+	 * that little is left to do while the application waits. */
+	if (d->cap.page_size &&
+	    d->cap.wal_end - WAL_HEADER_SIZE >=
+		    (int64_t)DB_CHECKPOINT_FRAMES *
+			    (WAL_FRAME_HEADER_SIZE + d->cap.page_size))
+		db_handoff(d, true);
+	/* Wait for the write lock briefly: this blocks the worker's loop.
+	 * An application that writes back to back leaves only short gaps;
+	 * each failure doubles the wait, up to a second, and meanwhile the
+	 * hand-off copies back what we captured. */
+	unsigned f = d->ckpt_fails < 5 ? d->ckpt_fails : 5;
+	sqlite3_busy_timeout(d->barrier, (50 << f) > 1000 ? 1000 : 50 << f);
+	if (db_exec(d->barrier, "BEGIN IMMEDIATE") != SQLITE_OK) {
+		d->ckpt_fails++;
+		return; /* the application is writing: next time */
+	}
+	d->ckpt_fails = 0;
+	int64_t t0 = util_now_ms();
+	if (db_capture(d) == 0) {
+		db_exec(d->conn, "COMMIT");
+		int log = 0, ckpt = 0, rc;
+		/* SQLITE_BUSY: the application's own checkpoint is running
+		 * (it copies back up to our old read mark, and meanwhile
+		 * does not write); it ends soon. */
+		for (int i = 0; i < 200; i++) {
+			rc = sqlite3_wal_checkpoint_v2(
+				d->conn, "main", SQLITE_CHECKPOINT_PASSIVE,
+				&log, &ckpt);
+			if (rc != SQLITE_BUSY)
+				break;
+			uv_sleep(5);
+		}
+		if (rc != SQLITE_OK)
+			log_debug("%s: checkpoint: %s", d->path,
+				  sqlite3_errmsg(d->conn));
+		/* Still under the write lock: the WAL is copied back whole
+		 * (unless an application reader pins part of it), so this
+		 * read transaction gets mark 0 and is clean: the WAL held
+		 * nothing we had not captured when it began. The
+		 * application's next write restarts the WAL; the salts
+		 * changing next is continuity, not a gap. (A bookkeeping
+		 * write of our own here would not restart it: our barrier's
+		 * snapshot predates the checkpoint, and SQLite restarts the
+		 * WAL only for a writer whose snapshot read nothing from it;
+		 * the WAL would grow for ever.) */
+		d->txn_clean = db_begin_read(d) == 0;
+		d->mark_zero = d->txn_clean && log == ckpt;
+		if (d->mark_zero)
+			d->ckpt_done = d->cap;
+		log_debug("%s: checkpoint (%d frames, %d backfilled) in %d ms",
+			  d->path, log, ckpt, (int)(util_now_ms() - t0));
+	}
+	db_exec(d->barrier, "ROLLBACK");
+	if (d->mark_zero) {
+		/* Now restart the WAL, by a write of our own that began
+		 * after the copy back (so SQLite lets it restart the WAL)
+		 * and then leave mark 0 by a hand-off: a mark-0 reader
+		 * forbids copying back, and the application's automatic
+		 * checkpoint would then fail at every commit, each time
+		 * after sorting the whole WAL (which costs it most of its
+		 * write rate). If the application writes first, its write
+		 * restarts the WAL; ours then simply follows. Both are
+		 * continuity: the old WAL was captured whole. */
+		sqlite3_busy_timeout(d->barrier, 50);
+		if (db_exec(d->barrier, "BEGIN IMMEDIATE") == SQLITE_OK) {
+			db_exec(d->barrier,
+				"CREATE TABLE IF NOT EXISTS _walrust_seq "
+				"(id INTEGER PRIMARY KEY, seq INTEGER)");
+			db_exec(d->barrier,
+				"INSERT INTO _walrust_seq (id, seq) VALUES (1, 1) "
+				"ON CONFLICT (id) DO UPDATE SET seq = seq + 1");
+			if (db_exec(d->barrier, "COMMIT") != SQLITE_OK)
+				db_exec(d->barrier, "ROLLBACK");
+		}
+		if (db_wal_changed(d)) {
+			db_handoff(d, false);
+			d->mark_zero = false;
+		}
+	}
+	if (!d->mark_zero)
+		db_barrier_close(d);
+	db_shm_release(d);
 	d->last_ckpt_ms = util_now_ms();
 	d->dirty = false;
 }
@@ -598,6 +790,7 @@ static void db_shipped(void *arg, int status, const char *err)
 	free(d->last_error);
 	d->last_error = NULL;
 	d->state = DB_REPLICATING;
+	db_spool_add(d, f);
 	close(f->fd);
 	free(f);
 	db_wake_waiters(d, false, NULL);
@@ -643,13 +836,24 @@ static void db_poll(struct db *d)
 	d->force_poll = false;
 	if (changed && db_capture(d) < 0)
 		d->state = DB_ERROR;
+	if (changed && d->mark_zero && !d->stopping &&
+	    db_barrier_open(d) == 0) {
+		db_handoff(d, false); /* see db_checkpoint */
+		d->mark_zero = false;
+		db_barrier_close(d);
+	}
 	int64_t now = util_now_ms();
 	uint32_t frames = 0;
 	if (d->cap.wal_end > WAL_HEADER_SIZE && d->cap.page_size)
 		frames = (uint32_t)((d->cap.wal_end - WAL_HEADER_SIZE) /
 				    (WAL_FRAME_HEADER_SIZE + d->cap.page_size));
+	/* A WAL copied back whole stays that size until the application
+	 * writes again (and restarts it): no need to do it again. */
+	bool done = d->ckpt_done.wal_end == d->cap.wal_end &&
+		    d->ckpt_done.salt1 == d->cap.salt1 &&
+		    d->ckpt_done.salt2 == d->cap.salt2;
 	if (!d->stopping &&
-	    (frames >= DB_CHECKPOINT_FRAMES || !d->txn_clean ||
+	    ((frames >= DB_CHECKPOINT_FRAMES && !done) || !d->txn_clean ||
 	     (d->dirty && now - d->last_ckpt_ms >= DB_CHECKPOINT_MS)))
 		db_checkpoint(d);
 	db_ship(d);
@@ -750,6 +954,8 @@ int db_new(struct db **out, uv_loop_t *loop, const char *path,
 		return -ENOMEM;
 	d->loop = loop;
 	d->db_fd = -1;
+	for (int l = 0; l < DB_LEVELS; l++)
+		d->spool[l].fd = -1;
 	d->path = strdup(path);
 	d->walpath = util_strdup_printf("%s-wal", path);
 	d->name = name ? strdup(name) : replica_name_from_path(path);
@@ -831,6 +1037,9 @@ static void db_closed(uv_handle_t *h)
 	for (size_t i = 0; i < d->nknown; i++)
 		replica_file_clear(&d->known[i]);
 	free(d->known);
+	wal_index_free(d->widx);
+	for (int l = 0; l < DB_LEVELS; l++)
+		db_spool_close(&d->spool[l]);
 	free(d->last_error);
 	free(d->path);
 	free(d->walpath);
@@ -1006,6 +1215,11 @@ uint64_t db_txid(const struct db *d)
 	return d->pos.txid;
 }
 
+json_t *db_args(const struct db *d)
+{
+	return d->args;
+}
+
 struct storage *db_storage(const struct db *d)
 {
 	return d->s;
@@ -1023,18 +1237,114 @@ struct storage *db_storage(const struct db *d)
  *  - every snapshot interval (24 h) a level-9 snapshot of the database;
  *  - every 15 s, retention_plan picks what may go (nothing that a restore
  *    of a time still in the retention window needs; L0 only once covered
- *    by an L1 file older than l0-retention) and it is deleted.
- * One compaction and one deletion at a time per database. */
+ *    by an L1 file older than l0-retention, never a file a restore job
+ *    has leased: see lease.c) and it is deleted.
+ * One compaction and one deletion at a time per database; retention never
+ * runs during a compaction, so the compaction's inputs need no lease. */
 
 struct db_compaction {
 	struct db *d;
 	int level;
 	size_t n, pending;
 	struct replica_file *in;
-	int *fds;
+	struct db_input {
+		int fd;
+		int64_t off, end; /* a range of a spool; end -1: the file */
+	} *src;
 	int status;
 	char *err;
 };
+
+/*
+ * The spool. Compacting level L reads the files of level L-1 that this
+ * worker uploaded itself moments or minutes before; downloading them again
+ * would cost one GET per file (an L0 file a second). So each file uploaded
+ * at levels 0-2 is also appended to a local spool file of its level (one
+ * unlinked temp file per level, opened when needed), and a compaction
+ * reads its inputs from there when it finds them, else downloads them.
+ * Once a compaction of level L+1 has consumed everything in level L's
+ * spool, the spool is closed: its disk space is what was uploaded at that
+ * level since the last compaction (30 s, 5 min, 1 h by default), capped
+ * at DB_SPOOL_MAX bytes, beyond which files are simply not kept.
+ */
+#define DB_SPOOL_MAX (64LL << 20)
+
+static void db_spool_close(struct db_spool *sp)
+{
+	if (sp->fd >= 0)
+		close(sp->fd);
+	free(sp->e);
+	*sp = (struct db_spool){.fd = -1};
+}
+
+static void db_spool_add(struct db *d, const struct db_file *f)
+{
+	if (f->level < 0 || f->level >= DB_LEVELS)
+		return;
+	struct db_spool *sp = &d->spool[f->level];
+	if (sp->end + (int64_t)f->len > DB_SPOOL_MAX)
+		return;
+	if (sp->n == sp->cap) {
+		size_t cap = sp->cap ? sp->cap * 2 : 8;
+		struct db_spool_ent *e = realloc(sp->e, cap * sizeof *e);
+		if (!e)
+			return;
+		sp->e = e;
+		sp->cap = cap;
+	}
+	if (sp->fd < 0 && (sp->fd = util_tmpfile()) < 0) {
+		sp->fd = -1;
+		return;
+	}
+	char buf[65536];
+	for (uint64_t done = 0; done < f->len;) {
+		size_t want = f->len - done < sizeof buf ? f->len - done
+							 : sizeof buf;
+		ssize_t n = util_pread_all(f->fd, buf, want, (off_t)done);
+		if (n != (ssize_t)want ||
+		    util_pwrite_all(sp->fd, buf, want, sp->end + done) < 0)
+			return; /* not kept: the compaction downloads it */
+		done += want;
+	}
+	sp->e[sp->n++] = (struct db_spool_ent){
+		.min = f->min_txid, .max = f->max_txid,
+		.off = sp->end, .len = (int64_t)f->len};
+	sp->end += (int64_t)f->len;
+}
+
+/* The spooled copy of a level-`level` file, as a new descriptor (dup). */
+static bool db_spool_find(struct db *d, int level, uint64_t mn, uint64_t mx,
+			  struct db_input *in)
+{
+	if (level < 0 || level >= DB_LEVELS)
+		return false;
+	struct db_spool *sp = &d->spool[level];
+	for (size_t i = 0; i < sp->n; i++)
+		if (sp->e[i].min == mn && sp->e[i].max == mx) {
+			int fd = dup(sp->fd);
+			if (fd < 0)
+				return false;
+			*in = (struct db_input){fd, sp->e[i].off,
+						sp->e[i].off + sp->e[i].len};
+			return true;
+		}
+	return false;
+}
+
+/* A compaction up to `max` consumed level `level`'s files up to max. */
+static void db_spool_consumed(struct db *d, int level, uint64_t max)
+{
+	if (level < 0 || level >= DB_LEVELS)
+		return;
+	struct db_spool *sp = &d->spool[level];
+	size_t k = 0;
+	for (size_t i = 0; i < sp->n; i++)
+		if (sp->e[i].max > max)
+			sp->e[k++] = sp->e[i];
+	sp->n = k;
+	if (k == 0)
+		db_spool_close(sp);
+}
 
 static void db_known_add(struct db *d, int level, uint64_t mn, uint64_t mx,
 			 int64_t ts)
@@ -1062,12 +1372,17 @@ static void db_known_add(struct db *d, int level, uint64_t mn, uint64_t mx,
 		.timestamp = ts, .key = key};
 }
 
-static ssize_t db_fd_read(void *ctx, void *buf, size_t len)
+static ssize_t db_input_read(void *ctx, void *buf, size_t len)
 {
+	struct db_input *in = ctx;
+	if (in->end >= 0 && (int64_t)len > in->end - in->off)
+		len = (size_t)(in->end - in->off);
 	for (;;) {
-		ssize_t n = read(*(int *)ctx, buf, len);
+		ssize_t n = pread(in->fd, buf, len, in->off);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n > 0)
+			in->off += n;
 		return n < 0 ? -errno : n;
 	}
 }
@@ -1076,11 +1391,11 @@ static void db_compaction_free(struct db_compaction *cx)
 {
 	for (size_t i = 0; i < cx->n; i++) {
 		replica_file_clear(&cx->in[i]);
-		if (cx->fds[i] >= 0)
-			close(cx->fds[i]);
+		if (cx->src[i].fd >= 0)
+			close(cx->src[i].fd);
 	}
 	free(cx->in);
-	free(cx->fds);
+	free(cx->src);
 	free(cx->err);
 	free(cx);
 }
@@ -1092,10 +1407,8 @@ static void db_compaction_merge(struct db_compaction *cx)
 	struct ltx_header out_h;
 	char *err = NULL;
 	int out = -1, rc = decs ? 0 : -ENOMEM;
-	for (size_t i = 0; rc == 0 && i < cx->n; i++) {
-		lseek(cx->fds[i], 0, SEEK_SET);
-		rc = ltx_dec_new(&decs[i], db_fd_read, &cx->fds[i], &err);
-	}
+	for (size_t i = 0; rc == 0 && i < cx->n; i++)
+		rc = ltx_dec_new(&decs[i], db_input_read, &cx->src[i], &err);
 	if (rc == 0) {
 		out = util_tmpfile();
 		rc = out < 0 ? out : 0;
@@ -1130,6 +1443,7 @@ static void db_compaction_merge(struct db_compaction *cx)
 	*tail = f;
 	log_debug("%s: compacted %zu files into level %d (%" PRIu64 "-%" PRIu64 ")",
 		  d->path, cx->n, cx->level, f->min_txid, f->max_txid);
+	db_spool_consumed(d, cx->level - 1, f->max_txid);
 	free(err);
 	db_ship(d);
 }
@@ -1160,25 +1474,34 @@ static void db_compact(struct db *d, int level, const size_t *idx, size_t n)
 	cx->d = d;
 	cx->level = level;
 	cx->in = calloc(n, sizeof *cx->in);
-	cx->fds = calloc(n, sizeof *cx->fds);
+	cx->src = calloc(n, sizeof *cx->src);
 	for (size_t i = 0; i < n; i++) {
 		cx->in[i] = d->known[idx[i]];
 		cx->in[i].key = strdup(d->known[idx[i]].key);
-		cx->fds[i] = -1;
+		cx->src[i] = (struct db_input){.fd = -1, .end = -1};
 	}
 	cx->n = n;
 	d->compacting = true;
 	cx->pending = 1; /* held while starting */
+	size_t local = 0;
 	for (size_t i = 0; i < n; i++) {
-		cx->fds[i] = util_tmpfile();
-		if (cx->fds[i] < 0 ||
-		    storage_get(d->s, cx->in[i].key, cx->fds[i],
+		const struct replica_file *in = &cx->in[i];
+		if (db_spool_find(d, in->level, in->min_txid, in->max_txid,
+				  &cx->src[i])) {
+			local++;
+			continue;
+		}
+		cx->src[i].fd = util_tmpfile();
+		if (cx->src[i].fd < 0 ||
+		    storage_get(d->s, cx->in[i].key, cx->src[i].fd,
 				db_compaction_got, cx) < 0) {
 			cx->status = -EIO;
 			break;
 		}
 		cx->pending++;
 	}
+	log_debug("%s: compacting %zu files into level %d (%zu from the "
+		  "spool)", d->path, n, level, local);
 	db_compaction_got(cx, 0, NULL);
 }
 
@@ -1197,12 +1520,19 @@ static void db_retention(struct db *d, int64_t now)
 	size_t *del = malloc((d->nknown + 1) * sizeof *del);
 	if (!del)
 		return;
+	/* Files a restore is reading are leased (lease.c): never deleted. */
+	size_t nleases = 0;
+	struct retention_lease *leases =
+		worker_leases(d->name, storage_describe(d->s), now, &nleases);
 	struct retention_opts o = {
 		.snapshot_retention_ms = d->snapshot_retention_ms,
 		.l0_retention_ms = d->l0_retention_ms,
 		.max_level = DB_LEVELS,
+		.leases = leases,
+		.nleases = nleases,
 	};
 	size_t n = retention_plan(d->known, d->nknown, &o, now, del);
+	free(leases);
 	if (n == 0) {
 		free(del);
 		return;

@@ -659,7 +659,12 @@ static int http_xfer_setup(struct http *h, struct http_xfer *x,
 		curl_easy_setopt(e, CURLOPT_READDATA, x);
 		curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, http_on_seek);
 		curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
-		curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, HTTP_BUFFER_SIZE);
+		/* Large buffers only for large bodies: a worker may have a
+		 * thousand small uploads in flight. */
+		long ub = x->body_len < HTTP_BUFFER_SIZE ? (long)x->body_len
+							 : HTTP_BUFFER_SIZE;
+		curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE,
+				 ub < 16384 ? 16384L : ub);
 	}
 	if (curl_easy_setopt(e, CURLOPT_URL, r->url) != CURLE_OK)
 		return util_err(err, -EINVAL, "bad URL");
@@ -692,7 +697,10 @@ static int http_xfer_setup(struct http *h, struct http_xfer *x,
 	curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, HTTP_BUFFER_SIZE);
+	/* Downloads: large buffers for GETs (restores, compaction inputs);
+	 * curl's default for the rest (PUT, LIST and DELETE responses). */
+	if (strcmp(r->method, "GET") == 0)
+		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, HTTP_BUFFER_SIZE);
 	if (h->opts.verbose)
 		curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
 	return 0;

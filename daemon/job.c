@@ -3,16 +3,31 @@
  * job cannot stop replication or other clients. Protocol on fd 0 (a socket
  * pair with the supervisor): one request line in; event lines and exactly
  * one reply line out, in the wire format, forwarded verbatim to the client.
- * The job runs its own loop; storage "_wait" calls drive it. */
+ * The job runs its own loop; storage "_wait" calls drive it.
+ *
+ * Internal lines (never forwarded to the client; see lease.c): a job that
+ * reads a replica's files leases them with
+ *   job -> supervisor  {"internal":"lease","seq":S,"name":N,"replica":R,
+ *                       "files":[[level,min,max],...]}
+ * (replacing its previous set; "files":[] releases it), and the supervisor
+ * answers, once every worker has the set,
+ *   supervisor -> job  {"internal":"leased","seq":S}
+ * No other line ever comes in after the request. */
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "lease.h"
+
+/* How long a job waits for the workers to have its lease. Past that it
+ * goes on unprotected: a file deleted under it is then planned around. */
+#define JOB_LEASE_WAIT_MS 10000
 
 static void job_write(const json_t *msg)
 {
@@ -56,12 +71,23 @@ int job_open_storage(struct job_ctx *j, json_t *args, struct storage **out)
 	return rc;
 }
 
-/* Read one line from fd 0 (the request). */
-static char *job_read_request(size_t *len)
+/* Read one line from fd 0 (the request, or the answer to a lease), a byte
+ * at a time so that nothing after it is consumed; with a deadline (ms
+ * since the epoch; 0: none), NULL once it passed. */
+static char *job_read_line(size_t *len, int64_t deadline_ms)
 {
 	size_t cap = 4096, n = 0;
 	char *buf = malloc(cap);
 	while (buf) {
+		if (deadline_ms) {
+			int64_t left = deadline_ms - util_now_ms();
+			struct pollfd p = {.fd = 0, .events = POLLIN};
+			int pr = left > 0 ? poll(&p, 1, (int)left) : 0;
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr <= 0)
+				break;
+		}
 		if (n + 1 >= cap) {
 			if (cap >= WRP_MAX_LINE * 2u)
 				break;
@@ -87,6 +113,40 @@ static char *job_read_request(size_t *len)
 	return NULL;
 }
 
+int job_lease(struct job_ctx *j, const char *name, const char *replica,
+	      const struct retention_lease *l, size_t n)
+{
+	unsigned seq = ++j->lease_seq;
+	json_t *files = lease_json(l, n);
+	json_t *m = files ? json_pack("{s:s,s:I,s:s,s:s,s:o}", "internal",
+				      "lease", "seq", (json_int_t)seq, "name",
+				      name, "replica", replica, "files", files)
+			  : NULL;
+	if (!m)
+		return -ENOMEM;
+	job_write(m);
+	json_decref(m);
+	int64_t deadline = util_now_ms() + JOB_LEASE_WAIT_MS;
+	for (;;) {
+		size_t len;
+		char *line = job_read_line(&len, deadline);
+		if (!line) {
+			log_warn("no answer to a lease on \"%s\" in %d ms; going on",
+				 name, JOB_LEASE_WAIT_MS);
+			return -ETIMEDOUT;
+		}
+		json_t *a = json_loadb(line, len, 0, NULL);
+		free(line);
+		const char *what = json_string_value(json_object_get(a, "internal"));
+		bool ours = what && strcmp(what, "leased") == 0 &&
+			    json_integer_value(json_object_get(a, "seq")) ==
+				    (json_int_t)seq;
+		json_decref(a);
+		if (ours) /* else the answer to an earlier lease, late */
+			return 0;
+	}
+}
+
 static void job_close_walk(uv_handle_t *h, void *arg)
 {
 	(void)arg;
@@ -97,7 +157,7 @@ static void job_close_walk(uv_handle_t *h, void *arg)
 int job_main(void)
 {
 	size_t len;
-	char *line = job_read_request(&len);
+	char *line = job_read_line(&len, 0);
 	if (!line) {
 		log_error("no request on the job channel");
 		return 1;

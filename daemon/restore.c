@@ -9,7 +9,14 @@
  *     stops short of the newest usable file means a gap in the replica; we
  *     fail instead of restoring short of the target (a known way other
  *     replicators lost data).
- *  3. Download the plan's files in parallel into anonymous temp files.
+ *  3. Lease the planned files against the retention of the worker that
+ *     replicates the database, if one in this walrustd does (lease.c),
+ *     and download them in parallel into anonymous temp files. A planned
+ *     file missing at download (404: deleted since the listing, before
+ *     the lease took hold, or by another process) is no gap: list, plan
+ *     and lease again, up to RESTORE_REPLANS times, then fail with a
+ *     storage error. A point-in-time restore first leases every file up
+ *     to the target while it reads their timestamps.
  *  4. Apply them in order to "<out>.tmp": each file is decoded streaming
  *     (page order, sizes, index and file checksum verified by ltx.c), each
  *     link of the chain checked (a file that starts right after its
@@ -36,16 +43,22 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "retention.h"
+
+/* Plans made again when planned files disappear during the download. */
+#define RESTORE_REPLANS 2
 
 struct restore {
 	struct job_ctx *j;
 	struct storage *s;
 	const char *name;
+	struct storage_listing l;
 	struct replica_file *files;
 	int *fds; /* downloaded copy of files[i], or -1 */
 	size_t n;
 	uint64_t bytes;
 	size_t total;
+	char *vanished; /* a planned file was not found: what storage said */
 };
 
 static ssize_t restore_read(void *ctx, void *buf, size_t len)
@@ -97,10 +110,13 @@ static int restore_fetch(struct restore *r, const size_t *idx, size_t n)
 	r->total = m;
 	rc = storage_get_many_wait(r->s, keys, fds, m, restore_progress, r,
 				   &err);
-	if (rc < 0) {
-		const char *code = rc == -ENOENT ? WRP_E_CHECKSUM
-						 : storage_error_code(rc);
-		rc = job_fail(r->j, rc, code, "download from %s failed: %s",
+	if (rc == -ENOENT) {
+		/* Listed, then gone: not a gap. The caller plans again. */
+		free(r->vanished);
+		r->vanished = strdup(err ? err : "not found");
+	} else if (rc < 0) {
+		rc = job_fail(r->j, rc, storage_error_code(rc),
+			      "download from %s failed: %s",
 			      storage_describe(r->s), err ? err : strerror(-rc));
 	}
 	for (size_t i = 0; rc == 0 && i < m; i++) {
@@ -368,6 +384,162 @@ static int restore_cmp(const void *a, const void *b)
 	return x->level - y->level;
 }
 
+/* Lease the plan's files: one TXID range per level (a superset of the
+ * plan at most, which only delays retention). Best effort: without an
+ * answer we go on, and a file deleted anyway is planned around. */
+static void restore_lease_plan(struct restore *r, const size_t *plan,
+			       size_t np)
+{
+	struct retention_lease *l = calloc(np + 1, sizeof *l);
+	size_t m = 0;
+	if (!l)
+		return;
+	for (size_t i = 0; i < np; i++) {
+		const struct replica_file *f = &r->files[plan[i]];
+		size_t k = 0;
+		while (k < m && l[k].level != f->level)
+			k++;
+		if (k == m)
+			l[m++] = (struct retention_lease){.level = f->level,
+							  .min_txid = f->min_txid,
+							  .max_txid = f->max_txid};
+		if (f->min_txid < l[k].min_txid)
+			l[k].min_txid = f->min_txid;
+		if (f->max_txid > l[k].max_txid)
+			l[k].max_txid = f->max_txid;
+	}
+	job_lease(r->j, r->name, storage_describe(r->s), l, m);
+	free(l);
+}
+
+/* Forget a listing, its plan and its downloads (before planning again). */
+static void restore_reset(struct restore *r)
+{
+	for (size_t i = 0; r->files && i < r->n; i++) {
+		replica_file_clear(&r->files[i]);
+		if (r->fds[i] >= 0)
+			close(r->fds[i]);
+	}
+	free(r->files);
+	free(r->fds);
+	r->files = NULL;
+	r->fds = NULL;
+	r->n = 0;
+	storage_listing_clear(&r->l);
+	free(r->vanished);
+	r->vanished = NULL;
+}
+
+/* List, plan, lease and download: 0 with plan[0..*np) downloaded (*plan
+ * malloc'd); -ENOENT with r->vanished set when a planned file was missing
+ * at download (plan again); else an error reported with job_fail. */
+static int restore_prepare(struct restore *r, const char *pit,
+			   long long want_txid, int64_t not_after,
+			   size_t **planp, size_t *npp)
+{
+	struct job_ctx *j = r->j;
+	const char *name = r->name;
+	char *err = NULL;
+	size_t *plan = NULL;
+	int rc;
+
+	char *prefix = replica_prefix(storage_kind(r->s), name);
+	rc = storage_list_wait(r->s, prefix, NULL, &r->l, &err);
+	free(prefix);
+	if (rc < 0) {
+		rc = job_fail(j, rc, storage_error_code(rc), "cannot list the replica: %s",
+			      err ? err : strerror(-rc));
+		goto out;
+	}
+	r->files = calloc(r->l.nkeys + 1, sizeof *r->files);
+	r->fds = calloc(r->l.nkeys + 1, sizeof *r->fds);
+	plan = calloc(r->l.nkeys + 1, sizeof *plan);
+	if (!r->files || !r->fds || !plan) {
+		rc = job_fail(j, -ENOMEM, WRP_E_INTERNAL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < r->l.nkeys; i++)
+		if (replica_parse_key(storage_kind(r->s), name, r->l.keys[i],
+				      &r->files[r->n]) == 0)
+			r->n++;
+	qsort(r->files, r->n, sizeof *r->files, restore_cmp);
+	for (size_t i = 0; i < r->n + 1; i++)
+		r->fds[i] = -1;
+	if (r->n == 0) {
+		rc = job_fail(j, -ENOENT, WRP_E_NO_SNAPSHOT,
+			      "no backup of \"%s\" found in %s", name,
+			      storage_describe(r->s));
+		goto out;
+	}
+	uint64_t target = want_txid > 0 ? (uint64_t)want_txid : UINT64_MAX;
+	if (pit) {
+		/* Every file up to the target is read for its timestamp. */
+		struct retention_lease all = {.level = -1, .min_txid = 0,
+					      .max_txid = target};
+		job_lease(j, name, storage_describe(r->s), &all, 1);
+		rc = restore_timestamps(r, target);
+		if (rc < 0)
+			goto out;
+	}
+	uint64_t reached, newest = 0;
+	size_t np = replica_plan(r->files, r->n, target, not_after, plan, &reached);
+	for (size_t i = 0; i < r->n; i++)
+		if (r->files[i].max_txid <= target &&
+		    (not_after <= 0 || r->files[i].timestamp <= not_after) &&
+		    r->files[i].max_txid > newest)
+			newest = r->files[i].max_txid;
+	if (np == 0) {
+		int64_t earliest = INT64_MAX;
+		uint64_t first = UINT64_MAX;
+		for (size_t i = 0; i < r->n; i++)
+			if (r->files[i].min_txid == 1) {
+				if (r->files[i].max_txid < first)
+					first = r->files[i].max_txid;
+				if (r->files[i].timestamp < earliest)
+					earliest = r->files[i].timestamp;
+			}
+		if (pit && earliest != INT64_MAX) {
+			char buf[48];
+			util_rfc3339_ms(earliest, buf, sizeof buf);
+			rc = job_fail(j, -ENOENT, WRP_E_BEFORE_FIRST,
+				      "point in time %s is before the first snapshot of \"%s\" (earliest available: %s)",
+				      pit, name, buf);
+		} else if (want_txid > 0 && first != UINT64_MAX) {
+			rc = job_fail(j, -ENOENT, WRP_E_BEFORE_FIRST,
+				      "txid %lld is before the first snapshot of \"%s\" (txid %" PRIu64 ")",
+				      want_txid, name, first);
+		} else {
+			rc = job_fail(j, -ENOENT, WRP_E_NO_SNAPSHOT,
+				      "no snapshot of \"%s\" found in %s", name,
+				      storage_describe(r->s));
+		}
+		goto out;
+	}
+	if (reached < newest) {
+		rc = job_fail(j, -EBADMSG, WRP_E_CHECKSUM,
+			      "the replica of \"%s\" has a gap: the chain stops at txid %" PRIu64 " but files reach txid %" PRIu64,
+			      name, reached, newest);
+		goto out;
+	}
+	if (want_txid > 0 && reached != (uint64_t)want_txid) {
+		rc = job_fail(j, -ENOENT, WRP_E_NO_SNAPSHOT,
+			      "txid %lld is not in the replica of \"%s\" (restorable up to %" PRIu64 ")",
+			      want_txid, name, reached);
+		goto out;
+	}
+	restore_lease_plan(r, plan, np);
+	rc = restore_fetch(r, plan, np);
+	if (rc < 0)
+		goto out;
+	*planp = plan;
+	*npp = np;
+	plan = NULL;
+out:
+	free(plan);
+	free(err);
+	return rc;
+}
+
 int restore_run(struct job_ctx *j, json_t *args, json_t **result)
 {
 	const char *name = wrp_arg_string(args, "name");
@@ -376,7 +548,6 @@ int restore_run(struct job_ctx *j, json_t *args, json_t **result)
 	long long want_txid = wrp_arg_int(args, "txid", 0);
 	bool force = wrp_arg_bool(args, "force", false);
 	struct restore r = {.j = j, .name = name};
-	struct storage_listing l = {0};
 	size_t *plan = NULL;
 	char *tmp = NULL, *err = NULL, *walp = NULL, *shmp = NULL;
 	int out_fd = -1, rc;
@@ -428,87 +599,26 @@ int restore_run(struct job_ctx *j, json_t *args, json_t **result)
 	rc = job_open_storage(j, args, &r.s);
 	if (rc < 0)
 		goto out;
-	char *prefix = replica_prefix(storage_kind(r.s), name);
-	rc = storage_list_wait(r.s, prefix, NULL, &l, &err);
-	free(prefix);
-	if (rc < 0) {
-		rc = job_fail(j, rc, storage_error_code(rc), "cannot list the replica: %s",
-			      err ? err : strerror(-rc));
-		goto out;
-	}
-	r.files = calloc(l.nkeys + 1, sizeof *r.files);
-	r.fds = calloc(l.nkeys + 1, sizeof *r.fds);
-	plan = calloc(l.nkeys + 1, sizeof *plan);
-	if (!r.files || !r.fds || !plan) {
-		rc = job_fail(j, -ENOMEM, WRP_E_INTERNAL, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < l.nkeys; i++)
-		if (replica_parse_key(storage_kind(r.s), name, l.keys[i],
-				      &r.files[r.n]) == 0)
-			r.n++;
-	qsort(r.files, r.n, sizeof *r.files, restore_cmp);
-	for (size_t i = 0; i < r.n + 1; i++)
-		r.fds[i] = -1;
-	if (r.n == 0) {
-		rc = job_fail(j, -ENOENT, WRP_E_NO_SNAPSHOT,
-			      "no backup of \"%s\" found in %s", name,
-			      storage_describe(r.s));
-		goto out;
-	}
-	uint64_t target = want_txid > 0 ? (uint64_t)want_txid : UINT64_MAX;
-	if (pit) {
-		rc = restore_timestamps(&r, target);
-		if (rc < 0)
+	size_t np = 0;
+	for (int attempt = 0;; attempt++) {
+		rc = restore_prepare(&r, pit, want_txid, not_after, &plan, &np);
+		if (rc != -ENOENT || !r.vanished)
+			break;
+		if (attempt == RESTORE_REPLANS) {
+			rc = job_fail(j, rc, WRP_E_STORAGE,
+				      "files of \"%s\" kept disappearing from %s during the restore (planned %d time%s; last: %s): is another process deleting them?",
+				      name, storage_describe(r.s), attempt + 1,
+				      attempt ? "s" : "", r.vanished);
 			goto out;
-	}
-	uint64_t reached, newest = 0;
-	size_t np = replica_plan(r.files, r.n, target, not_after, plan, &reached);
-	for (size_t i = 0; i < r.n; i++)
-		if (r.files[i].max_txid <= target &&
-		    (not_after <= 0 || r.files[i].timestamp <= not_after) &&
-		    r.files[i].max_txid > newest)
-			newest = r.files[i].max_txid;
-	if (np == 0) {
-		int64_t earliest = INT64_MAX;
-		uint64_t first = UINT64_MAX;
-		for (size_t i = 0; i < r.n; i++)
-			if (r.files[i].min_txid == 1) {
-				if (r.files[i].max_txid < first)
-					first = r.files[i].max_txid;
-				if (r.files[i].timestamp < earliest)
-					earliest = r.files[i].timestamp;
-			}
-		if (pit && earliest != INT64_MAX) {
-			char buf[48];
-			util_rfc3339_ms(earliest, buf, sizeof buf);
-			rc = job_fail(j, -ENOENT, WRP_E_BEFORE_FIRST,
-				      "point in time %s is before the first snapshot of \"%s\" (earliest available: %s)",
-				      pit, name, buf);
-		} else if (want_txid > 0 && first != UINT64_MAX) {
-			rc = job_fail(j, -ENOENT, WRP_E_BEFORE_FIRST,
-				      "txid %lld is before the first snapshot of \"%s\" (txid %" PRIu64 ")",
-				      want_txid, name, first);
-		} else {
-			rc = job_fail(j, -ENOENT, WRP_E_NO_SNAPSHOT,
-				      "no snapshot of \"%s\" found in %s", name,
-				      storage_describe(r.s));
 		}
-		goto out;
+		char *m = util_strdup_printf(
+			"a planned file disappeared from the replica during the download (%s); planning again",
+			r.vanished);
+		log_info("restore of %s: %s", name, m);
+		job_event(j, "warning", json_pack("{s:s}", "message", m));
+		free(m);
+		restore_reset(&r);
 	}
-	if (reached < newest) {
-		rc = job_fail(j, -EBADMSG, WRP_E_CHECKSUM,
-			      "the replica of \"%s\" has a gap: the chain stops at txid %" PRIu64 " but files reach txid %" PRIu64,
-			      name, reached, newest);
-		goto out;
-	}
-	if (want_txid > 0 && reached != (uint64_t)want_txid) {
-		rc = job_fail(j, -ENOENT, WRP_E_NO_SNAPSHOT,
-			      "txid %lld is not in the replica of \"%s\" (restorable up to %" PRIu64 ")",
-			      want_txid, name, reached);
-		goto out;
-	}
-	rc = restore_fetch(&r, plan, np);
 	if (rc < 0)
 		goto out;
 
@@ -566,15 +676,8 @@ out:
 		close(out_fd);
 	if (made_tmp)
 		unlink(tmp);
-	for (size_t i = 0; r.files && i < r.n; i++) {
-		replica_file_clear(&r.files[i]);
-		if (r.fds[i] >= 0)
-			close(r.fds[i]);
-	}
-	free(r.files);
-	free(r.fds);
+	restore_reset(&r);
 	free(plan);
-	storage_listing_clear(&l);
 	storage_free(r.s);
 	free(tmp);
 	free(err);

@@ -97,10 +97,21 @@ int storage_delete(struct storage *s, const char *const *keys, size_t n,
 	return s->ops->del(s, keys, n, cb, arg);
 }
 
+struct storage *storage_ref(struct storage *s)
+{
+	s->refs = s->refs ? s->refs + 1 : 2;
+	return s;
+}
+
 void storage_free(struct storage *s)
 {
-	if (s)
-		s->ops->free(s);
+	if (!s)
+		return;
+	if (s->refs > 1) {
+		s->refs--;
+		return;
+	}
+	s->ops->free(s);
 }
 
 const char *storage_error_code(int status)

@@ -75,7 +75,11 @@ int storage_list(struct storage *s, const char *prefix, const char *delimiter,
 		 storage_list_cb cb, void *arg);
 int storage_delete(struct storage *s, const char *const *keys, size_t n,
 		   storage_cb cb, void *arg);
-/* Free when no operation is in flight. Accepts NULL. */
+/* One more owner of s (databases replicated to the same place share one
+ * storage, so one connection pool); returns s. */
+struct storage *storage_ref(struct storage *s);
+/* Drop one owner; the last frees s, when no operation is in flight.
+ * Accepts NULL. */
 void storage_free(struct storage *s);
 
 /* ------------------------------------------------ the backend vtable */
@@ -95,6 +99,7 @@ struct storage {
 	enum storage_kind kind;
 	uv_loop_t *loop;
 	char *describe;
+	unsigned refs; /* owners: storage_ref adds one, storage_free drops one */
 };
 /* Backends: allocate their own struct whose first member is struct storage.
  * s3: bucket and prefix ("" or "a/b", no trailing slash). */

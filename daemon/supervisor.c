@@ -16,6 +16,15 @@
  * itself. Requests for the worker get a supervisor-chosen id so that two
  * clients using the same id cannot collide; the reply's id is mapped back.
  *
+ * Leases (lease.c). A restore job that planned its files sends them to us
+ * as an internal line (job.c); we keep the job's current set, send it to
+ * every worker as an internal line (worker.c; each keeps the leases, and
+ * only the worker replicating that database's replica ever matches them),
+ * tell the job once every live worker acknowledged, renew the set every
+ * LEASE_RENEW_MS while the job process lives, give it to a restarted
+ * worker, and release it when the job process is gone. Internal lines are
+ * never forwarded to clients.
+ *
  * Invariants:
  *  - a client always gets exactly one reply per request it sent, unless it
  *    disconnected first: a job that dies without replying yields an
@@ -35,6 +44,7 @@
 
 #include "config-file.h"
 #include "daemon.h"
+#include "lease.h"
 
 struct worker {
 	int index;
@@ -64,6 +74,7 @@ struct watched {
 };
 
 struct job {
+	struct job *next; /* sv.job_list */
 	uv_process_t proc;
 	struct channel *ch;
 	struct client *client;
@@ -71,6 +82,8 @@ struct job {
 	bool replied, exited, closed;
 	int64_t status;
 	int signal;
+	int64_t owner; /* names the job's leases to the workers */
+	json_t *lease; /* its lease set (the workers' args), or NULL */
 };
 
 static struct {
@@ -86,6 +99,9 @@ static struct {
 	struct watched *watched;
 	/* jobs */
 	size_t jobs;
+	struct job *job_list;
+	int64_t next_owner;
+	uv_timer_t lease_timer; /* renews the jobs' leases */
 	uv_timer_t stop_timer;
 	size_t syncing; /* final syncs in flight at shutdown */
 	int exit_status;
@@ -140,6 +156,101 @@ static struct worker *supervisor_worker_for(const char *path)
 }
 
 static void supervisor_maybe_exit(void);
+static void supervisor_send_worker(struct worker *w, struct client *c,
+				   json_t *request, supervisor_hook hook);
+
+/* -------------------------------------------------------------- leases */
+
+/* The answer to a job's lease, once every worker has it. */
+struct supervisor_lease_ack {
+	int64_t owner;
+	json_int_t seq;
+	int remaining;
+};
+
+static struct job *supervisor_job_by_owner(int64_t owner)
+{
+	for (struct job *jb = sv.job_list; jb; jb = jb->next)
+		if (jb->owner == owner)
+			return jb;
+	return NULL;
+}
+
+static void supervisor_lease_acked(void *arg, json_t *msg)
+{
+	struct supervisor_lease_ack *a = arg;
+	if (!json_object_get(msg, "ok") || --a->remaining > 0)
+		return;
+	struct job *jb = supervisor_job_by_owner(a->owner);
+	if (jb && jb->ch) {
+		json_t *m = json_pack("{s:s,s:I}", "internal", "leased", "seq",
+				      a->seq);
+		channel_send(jb->ch, m);
+		json_decref(m);
+	}
+	free(a);
+}
+
+/* Send a lease set to worker w (NULL: every worker); with `ack`, count
+ * the answers there. */
+static void supervisor_lease_send(struct worker *w, json_t *args,
+				  struct supervisor_lease_ack *ack)
+{
+	json_t *req = json_pack("{s:i,s:s,s:s,s:O}", "v", WRP_VERSION, "id",
+				"lease", "internal", "lease", "args", args);
+	for (int i = 0; req && i < sv.nworkers; i++) {
+		struct worker *x = &sv.workers[i];
+		if ((w && x != w) || !x->ch)
+			continue;
+		struct client *ic =
+			ack ? client_internal(supervisor_lease_acked, ack) : NULL;
+		if (ack && !ic)
+			continue;
+		if (ack)
+			ack->remaining++;
+		supervisor_send_worker(x, ic, req, NULL);
+		if (ic)
+			client_unref(ic);
+	}
+	json_decref(req);
+}
+
+/* {"internal":"lease",...} from a job (job.c). */
+static void supervisor_job_lease(struct job *jb, json_t *m)
+{
+	json_t *files = json_object_get(m, "files");
+	json_t *args = json_pack("{s:I,s:O,s:O,s:O,s:I}", "owner",
+				 (json_int_t)jb->owner, "name",
+				 json_object_get(m, "name"), "replica",
+				 json_object_get(m, "replica"), "files", files,
+				 "ttl_ms", (json_int_t)LEASE_TTL_MS);
+	struct supervisor_lease_ack *a = calloc(1, sizeof *a);
+	if (!args || !a || !json_is_array(files)) {
+		log_warn("job %d: a malformed lease; ignored", jb->proc.pid);
+		json_decref(args);
+		free(a);
+		return; /* the job goes on without an answer */
+	}
+	json_decref(jb->lease);
+	jb->lease = json_array_size(files) ? json_incref(args) : NULL;
+	a->owner = jb->owner;
+	a->seq = json_integer_value(json_object_get(m, "seq"));
+	a->remaining = 1; /* held while sending */
+	supervisor_lease_send(NULL, args, a);
+	json_t *done = json_pack("{s:b}", "ok", 1);
+	supervisor_lease_acked(a, done);
+	json_decref(done);
+	json_decref(args);
+}
+
+/* Every LEASE_RENEW_MS: the leases of the jobs still running. */
+static void supervisor_lease_renew(uv_timer_t *t)
+{
+	(void)t;
+	for (struct job *jb = sv.job_list; jb; jb = jb->next)
+		if (jb->lease)
+			supervisor_lease_send(NULL, jb->lease, NULL);
+}
 
 /* ---------------------------------------------------------------- jobs */
 
@@ -147,6 +258,16 @@ static void supervisor_job_free(struct job *jb)
 {
 	if (!jb->exited || !jb->closed)
 		return;
+	if (jb->lease) { /* release it: the job is gone */
+		json_object_set_new(jb->lease, "files", json_array());
+		supervisor_lease_send(NULL, jb->lease, NULL);
+		json_decref(jb->lease);
+	}
+	for (struct job **pp = &sv.job_list; *pp; pp = &(*pp)->next)
+		if (*pp == jb) {
+			*pp = jb->next;
+			break;
+		}
 	if (!jb->replied) {
 		json_t *r = jb->signal
 			? wrp_reply_error(jb->id, WRP_E_INTERNAL,
@@ -190,6 +311,13 @@ static void supervisor_job_line(struct channel *ch, const char *line,
 		return;
 	/* A reply carries "ok"; events do not. Forward both verbatim. */
 	json_t *m = json_loadb(line, len, 0, NULL);
+	const char *internal = json_string_value(json_object_get(m, "internal"));
+	if (internal) { /* ours, not the client's (job.c) */
+		if (strcmp(internal, "lease") == 0)
+			supervisor_job_lease(jb, m);
+		json_decref(m);
+		return;
+	}
 	if (m && json_object_get(m, "ok"))
 		jb->replied = true;
 	json_decref(m);
@@ -268,6 +396,9 @@ void supervisor_start_job(struct client *c, json_t *request)
 	}
 	c->refs++;
 	sv.jobs++;
+	jb->owner = ++sv.next_owner;
+	jb->next = sv.job_list;
+	sv.job_list = jb;
 	jb->ch = channel_new((uv_stream_t *)pipe, supervisor_job_line,
 			     supervisor_job_ch_closed, jb);
 	channel_start(jb->ch);
@@ -395,6 +526,9 @@ static void supervisor_worker_start(struct worker *w)
 	channel_start(w->ch);
 	log_info("worker %d started (pid %d)", w->index, proc->pid);
 	supervisor_rewatch(w);
+	for (struct job *jb = sv.job_list; jb; jb = jb->next)
+		if (jb->lease)
+			supervisor_lease_send(w, jb->lease, NULL);
 }
 
 static void supervisor_watch_hook(json_t *request, json_t *reply)
@@ -693,6 +827,9 @@ int supervisor_main(const struct supervisor_opts *o)
 		sv.workers[i].restart_timer.data = &sv.workers[i];
 	}
 	uv_timer_init(sv.loop, &sv.stop_timer);
+	uv_timer_init(sv.loop, &sv.lease_timer);
+	uv_timer_start(&sv.lease_timer, supervisor_lease_renew, LEASE_RENEW_MS,
+		       LEASE_RENEW_MS);
 	uv_signal_init(sv.loop, &sv.sig_term);
 	uv_signal_init(sv.loop, &sv.sig_int);
 	uv_signal_init(sv.loop, &sv.sig_hup);

@@ -162,6 +162,7 @@ struct wal_index {
 	uint32_t commit;
 	uint32_t frames;
 	int64_t end;
+	uint32_t cks[2]; /* the running checksum at `end` */
 	struct wal_map map; /* committed pages only */
 };
 
@@ -404,44 +405,20 @@ int wal_index_scan(struct wal_index **out, int fd, char **err)
 	return wal_index_scan_limit(out, fd, INT64_MAX, err);
 }
 
-int wal_index_scan_limit(struct wal_index **out, int fd, int64_t limit,
-			 char **err)
+/* Scan frames from w->end (the running checksum there in w->cks) until the
+ * first invalid frame, `limit` or the end of the file; commit frames
+ * advance w->commit, w->frames, w->end and w->cks. */
+static int wal_scan_frames(struct wal_index *w, int fd, int64_t limit,
+			   char **err)
 {
-	struct wal_index *w = NULL;
 	struct wal_pending pend = {0};
-	uint8_t hb[WAL_HEADER_SIZE];
 	uint8_t *buf = NULL;
 	size_t fsz, chunk;
-	uint32_t s[2], seen = 0;
-	int64_t off = WAL_HEADER_SIZE;
+	uint32_t s[2] = {w->cks[0], w->cks[1]}, seen = w->frames;
+	int64_t off = w->end;
 	ssize_t n;
 	bool stop = false;
 	int rc;
-
-	*out = NULL;
-	w = calloc(1, sizeof *w);
-	if (!w) {
-		rc = util_err(err, -ENOMEM, "wal: out of memory");
-		goto out;
-	}
-	w->end = WAL_HEADER_SIZE;
-
-	n = util_pread_all(fd, hb, sizeof hb, 0);
-	if (n < 0) {
-		rc = util_err(err, (int)n, "wal: reading header: %s",
-			      strerror((int)-n));
-		goto out;
-	}
-	if (n < WAL_HEADER_SIZE) {
-		/* No WAL yet (or not even its header): nothing committed. */
-		*out = w;
-		w = NULL;
-		rc = 0;
-		goto out;
-	}
-	rc = wal_header_decode(&w->hdr, hb, err);
-	if (rc < 0)
-		goto out;
 
 	fsz = WAL_FRAME_HEADER_SIZE + (size_t)w->hdr.page_size;
 	chunk = WAL_READ_CHUNK / fsz;
@@ -451,8 +428,6 @@ int wal_index_scan_limit(struct wal_index **out, int fd, int64_t limit,
 		rc = util_err(err, -ENOMEM, "wal: out of memory");
 		goto out;
 	}
-	s[0] = w->hdr.cksum1;
-	s[1] = w->hdr.cksum2;
 
 	while (!stop) {
 		n = util_pread_all(fd, buf, chunk, off);
@@ -492,18 +467,82 @@ int wal_index_scan_limit(struct wal_index **out, int fd, int64_t limit,
 				w->commit = commit;
 				w->frames = seen;
 				w->end = off + (int64_t)fsz;
+				w->cks[0] = s[0];
+				w->cks[1] = s[1];
 			}
 			off += (int64_t)fsz;
 		}
 	}
-	*out = w;
-	w = NULL;
 	rc = 0;
 out:
 	free(buf);
 	wal_pending_release(&pend);
+	return rc;
+}
+
+int wal_index_scan_limit(struct wal_index **out, int fd, int64_t limit,
+			 char **err)
+{
+	struct wal_index *w = NULL;
+	uint8_t hb[WAL_HEADER_SIZE];
+	ssize_t n;
+	int rc;
+
+	*out = NULL;
+	w = calloc(1, sizeof *w);
+	if (!w) {
+		rc = util_err(err, -ENOMEM, "wal: out of memory");
+		goto out;
+	}
+	w->end = WAL_HEADER_SIZE;
+
+	n = util_pread_all(fd, hb, sizeof hb, 0);
+	if (n < 0) {
+		rc = util_err(err, (int)n, "wal: reading header: %s",
+			      strerror((int)-n));
+		goto out;
+	}
+	if (n < WAL_HEADER_SIZE) {
+		/* No WAL yet (or not even its header): nothing committed. */
+		*out = w;
+		w = NULL;
+		rc = 0;
+		goto out;
+	}
+	rc = wal_header_decode(&w->hdr, hb, err);
+	if (rc < 0)
+		goto out;
+	w->cks[0] = w->hdr.cksum1;
+	w->cks[1] = w->hdr.cksum2;
+	rc = wal_scan_frames(w, fd, limit, err);
+	if (rc < 0)
+		goto out;
+	*out = w;
+	w = NULL;
+out:
 	wal_index_free(w);
 	return rc;
+}
+
+int wal_index_extend(struct wal_index *w, int fd, char **err)
+{
+	uint8_t hb[WAL_HEADER_SIZE];
+	struct wal_header h;
+	ssize_t n;
+
+	if (w->hdr.page_size == 0)
+		return 1; /* there was no WAL: scan it afresh */
+	n = util_pread_all(fd, hb, sizeof hb, 0);
+	if (n < 0)
+		return util_err(err, (int)n, "wal: reading header: %s",
+				strerror((int)-n));
+	/* A file shorter than a header (truncated) or any other header is
+	 * another generation. */
+	if (n < WAL_HEADER_SIZE ||
+	    wal_header_decode(&h, hb, NULL) < 0 ||
+	    memcmp(&h, &w->hdr, sizeof h) != 0)
+		return 1;
+	return wal_scan_frames(w, fd, INT64_MAX, err);
 }
 
 const struct wal_header *wal_index_header(const struct wal_index *w)

@@ -158,6 +158,12 @@ int wal_index_scan(struct wal_index **out, int fd, char **err);
  * it was when its valid end was `limit`. */
 int wal_index_scan_limit(struct wal_index **out, int fd, int64_t limit,
 			 char **err);
+/* Continue the scan of w from its end: the frames appended since, when the
+ * WAL is still the same generation (the same header). 0 when extended (maybe
+ * by nothing), 1 when the header changed (scan afresh), -errno on a read
+ * error. Committed frames are never rewritten within one generation, so
+ * what was indexed stays valid. */
+int wal_index_extend(struct wal_index *w, int fd, char **err);
 /* The pages whose newest committed frame starts at or after min_off,
  * ascending (malloc'd array). */
 int wal_index_pages(const struct wal_index *w, int64_t min_off,

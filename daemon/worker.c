@@ -3,19 +3,76 @@
  * supervisor's own ids) and are answered there, asynchronously, so one slow
  * listing does not hold up another. Continuous replication of the
  * databases assigned to this worker runs on the same loop. The worker
- * exits when its channel to the supervisor closes. */
+ * exits when its channel to the supervisor closes.
+ *
+ * Internal lines (the supervisor's own, never from a client: they carry
+ * "internal" instead of "cmd"):
+ *   {"id":I,"internal":"lease","args":{"owner":O,"name":N,"replica":R,
+ *    "files":[[level,min,max],...],"ttl_ms":T}}
+ * replaces the leases of job O on database N of replica R (an empty
+ * "files" drops them; they expire T ms after the last such line) and is
+ * answered {"id":I,"ok":true,"result":{}} once in force (see lease.c). */
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon.h"
+#include "lease.h"
 
 static uv_loop_t *worker_loop;
 static struct channel *worker_ch;
+/* Readers' leases on replica files (lease.c), for db.c's retention. */
+static struct lease_table worker_lease_table;
+
+struct retention_lease *worker_leases(const char *name, const char *replica,
+				      int64_t now_ms, size_t *n)
+{
+	return lease_table_find(&worker_lease_table, name, replica, now_ms, n);
+}
+
+/* {"internal":"lease",...} from the supervisor (see the top). */
+static void worker_internal(json_t *msg, const char *what)
+{
+	json_t *id = json_object_get(msg, "id");
+	json_t *args = json_object_get(msg, "args");
+	const char *name = wrp_arg_string(args, "name");
+	const char *replica = wrp_arg_string(args, "replica");
+	json_t *owner = json_object_get(args, "owner");
+	struct retention_lease *l = NULL;
+	size_t n = 0;
+	json_t *reply;
+	int rc = -EINVAL;
+
+	if (strcmp(what, "lease") == 0 && name && replica &&
+	    json_is_integer(owner))
+		rc = lease_parse(json_object_get(args, "files"), &l, &n);
+	if (rc == 0)
+		rc = lease_table_set(&worker_lease_table,
+				     json_integer_value(owner), name, replica,
+				     l, n,
+				     util_now_ms() + wrp_arg_int(args, "ttl_ms",
+								 LEASE_TTL_MS));
+	free(l);
+	if (rc == 0) {
+		log_debug("lease of job %lld on \"%s\" in %s: %zu range%s",
+			  (long long)json_integer_value(owner), name, replica,
+			  n, n == 1 ? "" : "s");
+		reply = wrp_reply_ok(id, json_object());
+	} else {
+		log_error("bad internal line from the supervisor (%s): %s",
+			  what, strerror(-rc));
+		reply = wrp_reply_error(id, WRP_E_INTERNAL, "%s: %s", what,
+					strerror(-rc));
+	}
+	if (worker_ch)
+		channel_send(worker_ch, reply);
+	json_decref(reply);
+}
 
 /* The watched databases. A few thousand at most: a list will do. */
 struct worker_db {
@@ -43,6 +100,24 @@ struct db *worker_db_find_name(const char *name, const char *replica)
 		json_decref(st);
 		if (same)
 			return w->db;
+	}
+	return NULL;
+}
+
+static bool worker_same_arg(json_t *a, json_t *b, const char *key)
+{
+	json_t *x = json_object_get(a, key), *y = json_object_get(b, key);
+	return (!x && !y) || (x && y && json_equal(x, y));
+}
+
+struct storage *worker_storage_shared(json_t *args)
+{
+	for (struct worker_db *w = worker_dbs; w; w = w->next) {
+		json_t *a = db_args(w->db);
+		if (worker_same_arg(a, args, "bucket") &&
+		    worker_same_arg(a, args, "endpoint") &&
+		    worker_same_arg(a, args, "aws"))
+			return storage_ref(db_storage(w->db));
 	}
 	return NULL;
 }
@@ -126,6 +201,12 @@ static void worker_on_line(struct channel *ch, const char *line, size_t len,
 		return;
 	/* Lines come from the supervisor, which validated the request. */
 	json_t *req = json_loadb(line, len, 0, NULL);
+	const char *internal = json_string_value(json_object_get(req, "internal"));
+	if (internal) {
+		worker_internal(req, internal);
+		json_decref(req);
+		return;
+	}
 	const char *name = json_string_value(json_object_get(req, "cmd"));
 	if (!req || !name) {
 		log_error("malformed line from the supervisor");
@@ -162,6 +243,15 @@ static void worker_on_close(struct channel *ch)
 	uv_stop(worker_loop);
 }
 
+/* Bursts (a thousand databases starting at once, each listing its replica
+ * and uploading its first file; a compaction) leave freed memory inside
+ * the heap that malloc keeps; give it back to the system now and then. */
+static void worker_trim(uv_timer_t *t)
+{
+	(void)t;
+	malloc_trim(0);
+}
+
 int worker_main(void)
 {
 	/* Thousands of connections that read only the schema: no
@@ -178,6 +268,10 @@ int worker_main(void)
 				worker_on_close, NULL);
 	channel_start(worker_ch);
 	log_debug("worker started");
+	static uv_timer_t trim;
+	uv_timer_init(worker_loop, &trim);
+	uv_timer_start(&trim, worker_trim, 10000, 30000);
+	uv_unref((uv_handle_t *)&trim);
 	uv_run(worker_loop, UV_RUN_DEFAULT);
 	return 0;
 }

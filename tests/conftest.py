@@ -123,6 +123,15 @@ def s3_replica(s3):
     return s3.replica()
 
 
+@pytest.fixture
+def state_env(tmp_path):
+    """A per-test WALRUST_STATE_DIR (position files), for daemon_factory's
+    env."""
+    d = tmp_path / "state"
+    d.mkdir()
+    return {"WALRUST_STATE_DIR": str(d)}
+
+
 @pytest.fixture(params=S3_KINDS + ("file",))
 def replica(request, tmp_path):
     if request.param == "file":

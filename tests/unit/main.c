@@ -13,7 +13,7 @@ static const struct {
 	{"sigv4", sigv4_suite}, {"s3-xml", s3_xml_suite}, {"wrp", wrp_suite},
 	{"util", util_suite},   {"replica", replica_suite},
 	{"config", config_suite}, {"compact", compact_suite},
-	{"retention", retention_suite},
+	{"retention", retention_suite}, {"lease", lease_suite},
 };
 
 int main(int argc, char **argv)

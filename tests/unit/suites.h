@@ -15,5 +15,6 @@ Suite *replica_suite(void);
 Suite *config_suite(void);
 Suite *compact_suite(void);
 Suite *retention_suite(void);
+Suite *lease_suite(void);
 
 #endif
