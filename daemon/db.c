@@ -176,6 +176,7 @@ struct db {
 	int64_t level_ms[DB_LEVELS + 1]; /* interval per level 1..3 */
 	int64_t next_level_ms[DB_LEVELS + 1];
 	int64_t snapshot_interval_ms, snapshot_retention_ms, l0_retention_ms;
+	int64_t retention_check_ms; /* l0-retention-check-interval */
 	int64_t next_snapshot_ms, next_retention_ms;
 };
 
@@ -982,6 +983,10 @@ int db_new(struct db **out, uv_loop_t *loop, const char *path,
 					       RETENTION_SNAPSHOT_MS);
 	d->l0_retention_ms = wrp_arg_int(args, "l0_retention_ms",
 					 RETENTION_L0_MS);
+	d->retention_check_ms = wrp_arg_int(args, "retention_check_ms",
+					    DB_RETENTION_CHECK_MS);
+	if (d->retention_check_ms < 1000)
+		d->retention_check_ms = 1000;
 	d->next_snapshot_ms = util_now_ms() + d->snapshot_interval_ms;
 	int rc = 0;
 	if (!d->name || !replica_name_valid(d->name)) {
@@ -1590,13 +1595,18 @@ static void db_housekeeping(struct db *d, int64_t now)
 			free(err);
 			if (rc > 0 && job.n > 0) {
 				db_compact(d, l, idx, job.n);
-				break;
+				/* Inputs from the spool are merged at once:
+				 * go on with the next level (a level whose
+				 * interval is the sync interval would
+				 * otherwise starve those above it). */
+				if (d->compacting)
+					break;
 			}
 		}
 		free(idx);
 	}
 	if (!d->deleting && !d->compacting && now >= d->next_retention_ms) {
-		d->next_retention_ms = now + DB_RETENTION_CHECK_MS;
+		d->next_retention_ms = now + d->retention_check_ms;
 		db_retention(d, now);
 	}
 }

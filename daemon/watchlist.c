@@ -129,6 +129,8 @@ static void watchlist_watch(struct wanted *w)
 			    json_integer(wl.c->retention_enabled
 						 ? wl.c->l0_retention_ms
 						 : 0));
+	json_object_set_new(args, "retention_check_ms",
+			    json_integer(wl.c->l0_retention_check_interval_ms));
 	json_t *req = json_pack("{s:i,s:s,s:s,s:o}", "v", WRP_VERSION, "id",
 				"config", "cmd", "watch", "args", args);
 	struct client *c = client_internal(watchlist_watched, w);

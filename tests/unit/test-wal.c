@@ -443,6 +443,69 @@ START_TEST(test_byte_order)
 }
 END_TEST
 
+/* ------------------------------------------------------------- extend */
+
+/* Extending an index by the frames appended since gives exactly the index
+ * a fresh scan gives, at every commit boundary and at torn tails; a new
+ * generation (another header) or a truncated file answers 1. */
+START_TEST(test_extend)
+{
+	unsigned page_size = page_sizes[_i];
+	size_t fsz = FHDR + page_size;
+	struct blob wal = tw_small_wal(page_size);
+	uint32_t total = tw_nframes(wal.p, wal.n);
+	int fd = memfd_create("wal", MFD_CLOEXEC);
+	struct wal_index *w = NULL;
+	char *err = NULL;
+
+	ck_assert_int_ge(fd, 0);
+	/* Start with the header and one frame, then grow the file a frame
+	 * (and at the end a torn half frame) at a time. */
+	ck_assert_int_eq(util_write_all(fd, wal.p, HDR + fsz), 0);
+	ck_assert_int_eq(wal_index_scan(&w, fd, &err), 0);
+	for (uint32_t i = 2; i <= total; i++) {
+		ck_assert_int_eq(util_pwrite_all(fd, wal.p + HDR + (i - 1) * fsz,
+						 fsz, (off_t)(HDR + (i - 1) * fsz)),
+				 0);
+		if (i % 3 == 0) {
+			/* a torn frame after the last one: not a frame */
+			ck_assert_int_eq(util_pwrite_all(
+					fd, wal.p + HDR + (i - 1) * fsz, fsz / 2,
+					(off_t)(HDR + i * fsz)), 0);
+		}
+		ck_assert_int_eq(wal_index_extend(w, fd, &err), 0);
+		check_index(w, wal.p, HDR + i * fsz,
+			    tw_last_commit(wal.p, HDR + i * fsz, i));
+		if (i % 3 == 0)
+			ck_assert_int_eq(ftruncate(fd, (off_t)(HDR + i * fsz)), 0);
+	}
+	/* Nothing new: still the same. */
+	ck_assert_int_eq(wal_index_extend(w, fd, &err), 0);
+	check_index(w, wal.p, wal.n, tw_last_commit(wal.p, wal.n, total));
+
+	/* A restarted WAL (salt-1 + 1, re-signed header): another
+	 * generation, whatever follows. */
+	uint8_t hdr[HDR];
+	memcpy(hdr, wal.p, HDR);
+	hdr[19]++;
+	uint32_t s[2] = {0, 0};
+	tw_cksum(get_be32(hdr) & 1, hdr, 24, s);
+	for (int k = 0; k < 4; k++) {
+		hdr[24 + k] = (uint8_t)(s[0] >> (24 - 8 * k));
+		hdr[28 + k] = (uint8_t)(s[1] >> (24 - 8 * k));
+	}
+	ck_assert_int_eq(util_pwrite_all(fd, hdr, HDR, 0), 0);
+	ck_assert_int_eq(wal_index_extend(w, fd, &err), 1);
+	/* Truncated below a header (TRUNCATE checkpoint): the same. */
+	ck_assert_int_eq(ftruncate(fd, 0), 0);
+	ck_assert_int_eq(wal_index_extend(w, fd, &err), 1);
+	ck_assert_ptr_null(err);
+	wal_index_free(w);
+	close(fd);
+	free(wal.p);
+}
+END_TEST
+
 /* --------------------------------------------------------------- salts */
 
 /* A real restart: old-generation frames stay in the file after the new
@@ -816,6 +879,7 @@ Suite *wal_suite(void)
 	tcase_add_test(tc, test_bad_header);
 	tcase_add_test(tc, test_empty);
 	tcase_add_test(tc, test_bad_fd);
+	tcase_add_loop_test(tc, test_extend, 0, nps);
 	suite_add_tcase(s, tc);
 	return s;
 }
