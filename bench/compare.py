@@ -2144,17 +2144,21 @@ def main():
     shutil.copyfile(os.path.abspath(__file__), ROLE_SCRIPT)
     ctx = Ctx(a, workdir)
     # run private copies: a rebuild of the tree during the run cannot pull
-    # the binary from under it (walrustd re-executes /proc/self/exe)
+    # the binaries from under it (walrustd starts walrust-worker, found
+    # beside it, for every worker and job)
     bindir = os.path.join(workdir, "bin")
     os.makedirs(bindir, exist_ok=True)
-    for b in ("walrustd", "walrustctl"):
-        src = getattr(ctx, b)
+    for b, src in (("walrustd", ctx.walrustd),
+                   ("walrust-worker", os.path.join(a.build, "daemon",
+                                                   "walrust-worker")),
+                   ("walrustctl", ctx.walrustctl)):
         if not os.access(src, os.X_OK):
             sys.exit(f"compare.py: {src} not built (make -j2)")
         dst = os.path.join(bindir, b)
         shutil.copy2(src, dst + ".tmp")
         os.replace(dst + ".tmp", dst)
-        setattr(ctx, b, dst)
+        if b != "walrust-worker":
+            setattr(ctx, b, dst)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds")
     t_start = time.monotonic()

@@ -5,7 +5,7 @@
 
 #include "daemon.h"
 
-static void cmd_hello_run(struct client *c, json_t *req)
+void cmd_hello_run(struct client *c, json_t *req)
 {
 	json_t *r = wrp_reply_ok(json_object_get(req, "id"),
 				 json_pack("{s:s,s:i,s:i}", "version",
@@ -15,5 +15,3 @@ static void cmd_hello_run(struct client *c, json_t *req)
 	json_decref(r);
 }
 
-const struct cmd cmd_hello = {
-	.name = "hello", .where = CMD_SUPERVISOR, .run = cmd_hello_run};

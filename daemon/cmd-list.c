@@ -51,5 +51,5 @@ static void cmd_list_start(struct worker_req *r)
 }
 
 const struct cmd cmd_list = {
-	.name = "list", .where = CMD_WORKER, .start = cmd_list_start,
+	.name = "list", .start = cmd_list_start,
 	.storage = true};

@@ -5,4 +5,4 @@
 #include "daemon.h"
 
 const struct cmd cmd_restore = {
-	.name = "restore", .where = CMD_JOB, .exec = restore_run};
+	.name = "restore", .exec = restore_run};

@@ -4,7 +4,7 @@
 
 #include "daemon.h"
 
-static void cmd_shutdown_run(struct client *c, json_t *req)
+void cmd_shutdown_run(struct client *c, json_t *req)
 {
 	json_t *r = wrp_reply_ok(json_object_get(req, "id"), json_object());
 	client_send(c, r);
@@ -12,5 +12,3 @@ static void cmd_shutdown_run(struct client *c, json_t *req)
 	supervisor_shutdown();
 }
 
-const struct cmd cmd_shutdown = {
-	.name = "shutdown", .where = CMD_SUPERVISOR, .run = cmd_shutdown_run};

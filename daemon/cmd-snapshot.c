@@ -10,7 +10,8 @@
 #include "daemon.h"
 
 static void cmd_snapshot_done(void *arg, int status, uint64_t txid,
-			      uint64_t bytes, const char *err)
+			      uint64_t bytes, uint32_t pages,
+			      uint32_t page_size, const char *err)
 {
 	struct worker_req *r = arg;
 	const char *path = wrp_arg_string(r->args, "database");
@@ -32,8 +33,8 @@ static void cmd_snapshot_done(void *arg, int status, uint64_t txid,
 				  "name", db_name(d), "database", path,
 				  "bucket", json_object_get(st, "bucket"),
 				  "txid", (json_int_t)txid, "key", key,
-				  "pages", (json_int_t)0, "page_size",
-				  (json_int_t)0, "bytes", (json_int_t)bytes,
+				  "pages", (json_int_t)pages, "page_size",
+				  (json_int_t)page_size, "bytes", (json_int_t)bytes,
 				  "timestamp", ts, "wal_mode", 1, "warnings"));
 	free(key);
 	json_decref(st);
@@ -51,5 +52,5 @@ static void cmd_snapshot_start(struct worker_req *r)
 }
 
 const struct cmd cmd_snapshot = {
-	.name = "snapshot", .where = CMD_JOB, .exec = snapshot_run,
+	.name = "snapshot", .exec = snapshot_run,
 	.start = cmd_snapshot_start};

@@ -1,5 +1,6 @@
-/* cmd-status.c: `status`: the daemon's processes and, from the worker,
- * each watched database's position, lag and last error. */
+/* cmd-status.c: `status`: the daemon's processes and, from each worker
+ * (worker_status in worker.c), each watched database's position, lag and
+ * last error. */
 #include "config.h"
 
 #include <unistd.h>
@@ -29,18 +30,7 @@ static void cmd_status_hook(json_t *request, json_t *reply)
 	json_object_set_new(reply, "result", supervisor_status(dbs));
 }
 
-static void cmd_status_run(struct client *c, json_t *req)
+void cmd_status_run(struct client *c, json_t *req)
 {
 	supervisor_to_all_workers(c, req, cmd_status_hook);
 }
-
-/* Worker: the watched databases. */
-static void cmd_status_start(struct worker_req *r)
-{
-	worker_reply(r, json_pack("{s:o}", "databases", worker_dbs_status()));
-}
-
-const struct cmd cmd_status = {.name = "status",
-			       .where = CMD_SUPERVISOR,
-			       .run = cmd_status_run,
-			       .start = cmd_status_start};

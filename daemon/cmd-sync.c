@@ -50,4 +50,4 @@ static void cmd_sync_start(struct worker_req *r)
 }
 
 const struct cmd cmd_sync = {
-	.name = "sync", .where = CMD_WORKER, .start = cmd_sync_start};
+	.name = "sync", .start = cmd_sync_start};

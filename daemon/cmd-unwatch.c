@@ -25,4 +25,4 @@ static void cmd_unwatch_start(struct worker_req *r)
 }
 
 const struct cmd cmd_unwatch = {
-	.name = "unwatch", .where = CMD_WORKER, .start = cmd_unwatch_start};
+	.name = "unwatch", .start = cmd_unwatch_start};

@@ -79,5 +79,5 @@ static void cmd_watch_start(struct worker_req *r)
 }
 
 const struct cmd cmd_watch = {
-	.name = "watch", .where = CMD_WORKER, .start = cmd_watch_start,
+	.name = "watch", .start = cmd_watch_start,
 	.storage = true};

@@ -1,6 +1,9 @@
-/* cmd.c: the command table and the supervisor's dispatcher. Each command is
- * one entry defined in its own cmd-<name>.c; the protocol-level shape of
- * its arguments is in proto/wrp.c's table, checked before we get here. */
+/* cmd.c: the supervisor's dispatcher: where each command runs. The
+ * protocol-level shape of its arguments is in proto/wrp.c's table, checked
+ * before we get here; what a command does is in its cmd-<name>.c, run by
+ * the supervisor itself (hello, status, shutdown) or by a worker or job
+ * process (cmd-table.c). The supervisor binary links none of the latter,
+ * nor their libraries (SQLite, curl, OpenSSL, LZ4), which keeps it small. */
 #include "config.h"
 
 #include <errno.h>
@@ -9,17 +12,29 @@
 
 #include "daemon.h"
 
-static const struct cmd *const cmd_table[] = {
-	&cmd_hello, &cmd_status, &cmd_shutdown,
-	&cmd_snapshot, &cmd_restore, &cmd_list,
-	&cmd_watch, &cmd_unwatch, &cmd_sync,
+static const struct cmd_route {
+	const char *name;
+	enum cmd_where where;
+	void (*run)(struct client *c, json_t *request); /* CMD_SUPERVISOR */
+	bool watched_to_worker; /* CMD_JOB: a watched database's goes to
+				   the worker (see cmd-snapshot.c) */
+} cmd_routes[] = {
+	{"hello", CMD_SUPERVISOR, cmd_hello_run, false},
+	{"status", CMD_SUPERVISOR, cmd_status_run, false},
+	{"shutdown", CMD_SUPERVISOR, cmd_shutdown_run, false},
+	{"snapshot", CMD_JOB, NULL, true},
+	{"restore", CMD_JOB, NULL, false},
+	{"list", CMD_WORKER, NULL, false},
+	{"watch", CMD_WORKER, NULL, false},
+	{"unwatch", CMD_WORKER, NULL, false},
+	{"sync", CMD_WORKER, NULL, false},
 };
 
-const struct cmd *cmd_find(const char *name)
+static const struct cmd_route *cmd_route(const char *name)
 {
-	for (size_t i = 0; i < sizeof cmd_table / sizeof cmd_table[0]; i++)
-		if (strcmp(cmd_table[i]->name, name) == 0)
-			return cmd_table[i];
+	for (size_t i = 0; i < sizeof cmd_routes / sizeof cmd_routes[0]; i++)
+		if (strcmp(cmd_routes[i].name, name) == 0)
+			return &cmd_routes[i];
 	return NULL;
 }
 
@@ -47,7 +62,7 @@ void cmd_dispatch(struct client *c, const char *line, size_t len,
 	req = wrp_parse_request(line, len, &wc, &reply);
 	if (!req)
 		goto out;
-	const struct cmd *cmd = cmd_find(wc->name);
+	const struct cmd_route *cmd = cmd_route(wc->name);
 	if (!cmd) {
 		reply = wrp_reply_error(json_object_get(req, "id"),
 					WRP_E_UNKNOWN_CMD,
@@ -64,7 +79,7 @@ void cmd_dispatch(struct client *c, const char *line, size_t len,
 		break;
 	case CMD_JOB:
 		/* A watched database is the worker's (see cmd-snapshot.c). */
-		if (cmd->start &&
+		if (cmd->watched_to_worker &&
 		    supervisor_watching(wrp_arg_string(
 			    json_object_get(req, "args"), "database")))
 			supervisor_to_worker(c, req, NULL);
@@ -77,31 +92,4 @@ out:
 		client_send(c, reply);
 	json_decref(reply);
 	json_decref(req);
-}
-
-int cmd_open_storage(uv_loop_t *loop, json_t *args, struct storage **out,
-		     const char **code, char **err)
-{
-	const char *bucket = wrp_arg_string(args, "bucket");
-	json_t *aws = json_object_get(args, "aws");
-	struct storage_opts o = {0};
-	o.endpoint = wrp_arg_string(args, "endpoint");
-	if (json_is_object(aws)) {
-		if (!o.endpoint)
-			o.endpoint = wrp_arg_string(aws, "endpoint_url");
-		o.region = wrp_arg_string(aws, "region");
-		o.access_key_id = wrp_arg_string(aws, "access_key_id");
-		o.secret_access_key = wrp_arg_string(aws, "secret_access_key");
-		o.session_token = wrp_arg_string(aws, "session_token");
-	}
-	if (o.endpoint && !*o.endpoint)
-		o.endpoint = NULL;
-	if (!bucket || !*bucket) {
-		*code = WRP_E_INVALID;
-		return util_err(err, -EINVAL, "no bucket given and no default replica");
-	}
-	int rc = storage_new(out, loop, bucket, &o, err);
-	if (rc < 0)
-		*code = rc == -EINVAL ? WRP_E_INVALID : storage_error_code(rc);
-	return rc;
 }

@@ -91,8 +91,10 @@ enum db_state { DB_STARTING, DB_REPLICATING, DB_STOPPING, DB_ERROR };
 /* status 0: txid is in the replica; -ETIMEDOUT, -ECANCELED otherwise. */
 typedef void (*db_wait_cb)(void *arg, int status, uint64_t txid,
 			   const char *why);
+/* A snapshot's TXID, its size in bytes and in pages of page_size bytes. */
 typedef void (*db_snapshot_cb)(void *arg, int status, uint64_t txid,
-			       uint64_t bytes, const char *err);
+			       uint64_t bytes, uint32_t pages,
+			       uint32_t page_size, const char *err);
 typedef void (*db_stopped_cb)(struct db *d, void *arg);
 /* Takes ownership of `s` on success. */
 /* name: the database's name in the replica (NULL: from the file name). */
@@ -146,7 +148,7 @@ void job_event(struct job_ctx *j, const char *event, json_t *data);
 /* Set the error code + message and return rc (for `return job_fail(...)`). */
 int job_fail(struct job_ctx *j, int rc, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-/* cmd_open_storage for a job, setting j->code/message on failure. */
+/* storage_open_args for a job, setting j->code/message on failure. */
 int job_open_storage(struct job_ctx *j, json_t *args, struct storage **out);
 /* Lease files of (name, replica) against retention (see lease.c): l[0..n)
  * replaces the job's previous set (n == 0 releases it; the supervisor also
@@ -207,7 +209,7 @@ struct config;
 struct supervisor_opts {
 	const char *socket_path;
 	const char *default_bucket;
-	const char *self_exe;
+	const char *worker_exe; /* walrust-worker (walrustd.c) */
 	const struct config *config; /* NULL: no configuration file */
 	const char *exec;            /* the application to run, or NULL */
 	int workers;                 /* worker processes (>= 1) */
@@ -280,31 +282,36 @@ struct retention_lease *worker_leases(const char *name, const char *replica,
 void worker_fail(struct worker_req *r, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* storage_new from a request's bucket/endpoint/aws args (job or worker). */
-int cmd_open_storage(uv_loop_t *loop, json_t *args, struct storage **out,
+int storage_open_args(uv_loop_t *loop, json_t *args, struct storage **out,
 		     const char **code, char **err);
 
 /* ----------------------------------------------------------------- cmd.c */
-/* One entry per command, defined in cmd-<name>.c. Where it runs: */
+/* The supervisor routes each command (cmd.c's table) to where it runs: */
 enum cmd_where { CMD_SUPERVISOR, CMD_WORKER, CMD_JOB };
+/* Handle one request line from a client (supervisor side). */
+void cmd_dispatch(struct client *c, const char *line, size_t len,
+		  bool too_long);
+/* The commands the supervisor answers itself (cmd-<name>.c). */
+void cmd_hello_run(struct client *c, json_t *request);
+void cmd_status_run(struct client *c, json_t *request);
+void cmd_shutdown_run(struct client *c, json_t *request);
+
+/* ----------------------------------------------------------- cmd-table.c */
+/* The implementations in worker and job processes (walrust-worker), one per
+ * command, defined in cmd-<name>.c (status: worker.c). */
 struct cmd {
 	const char *name;
-	enum cmd_where where;
-	/* CMD_SUPERVISOR: handle in the supervisor and reply. */
-	void (*run)(struct client *c, json_t *request);
-	/* CMD_JOB: executed in a job process; returns 0 with *result, or <0
-	 * with j->code/j->message set. */
+	/* A job command: executed in a job process; returns 0 with *result,
+	 * or <0 with j->code/j->message set. */
 	int (*exec)(struct job_ctx *j, json_t *args, json_t **result);
-	/* CMD_WORKER (or a job command for a watched database): started in
-	 * the worker; finishes with worker_reply or worker_fail. */
+	/* A worker command (or a job command for a watched database):
+	 * started in the worker; finishes with worker_reply or worker_fail. */
 	void (*start)(struct worker_req *r);
 	/* The worker opens the request's storage before start. */
 	bool storage;
 };
-extern const struct cmd cmd_hello, cmd_status, cmd_shutdown, cmd_snapshot,
-	cmd_restore, cmd_list, cmd_watch, cmd_unwatch, cmd_sync;
+extern const struct cmd worker_status, cmd_snapshot, cmd_restore, cmd_list,
+	cmd_watch, cmd_unwatch, cmd_sync;
 const struct cmd *cmd_find(const char *name);
-/* Handle one request line from a client (supervisor side). */
-void cmd_dispatch(struct client *c, const char *line, size_t len,
-		  bool too_long);
 
 #endif

@@ -111,6 +111,7 @@ struct db_file {
 	bool advances; /* an L0 file: pos becomes `after` when shipped */
 	struct db_pos after;
 	db_snapshot_cb done; /* a snapshot someone waits for */
+	uint32_t pages, page_size; /* a snapshot's */
 	void *done_arg;
 };
 
@@ -601,19 +602,23 @@ static void db_handoff(struct db *d, bool backfill)
 	}
 	if (db_capture(d) == 0) {
 		db_exec(d->conn, "COMMIT");
-		int log = 0, ckpt = 0;
+		int log = 0, ckpt = 0, rc = SQLITE_OK;
 		if (backfill)
-			sqlite3_wal_checkpoint_v2(d->conn, "main",
-						  SQLITE_CHECKPOINT_PASSIVE,
-						  &log, &ckpt);
+			rc = sqlite3_wal_checkpoint_v2(
+				d->conn, "main", SQLITE_CHECKPOINT_PASSIVE,
+				&log, &ckpt);
 		d->txn_clean = db_begin_read(d) == 0;
 		/* Copied back whole, the WAL gave R3 mark 0. Otherwise R2
 		 * pinned frames above 0 that nothing could copy back under
 		 * a mark-0 R1. */
 		d->mark_zero = backfill && log >= 0 && log == ckpt;
-		if (backfill)
+		if (backfill && rc == SQLITE_OK)
 			log_debug("%s: backfilled %d of %d frames without the "
 				  "lock", d->path, ckpt, log);
+		else if (backfill)
+			log_debug("%s: no backfill without the lock: %s "
+				  "(the application's checkpoint is running)",
+				  d->path, sqlite3_errstr(rc));
 	}
 	db_exec(b, "ROLLBACK");
 }
@@ -779,7 +784,8 @@ static void db_shipped(void *arg, int status, const char *err)
 	d->failures = 0;
 	d->queue = f->next;
 	if (f->done)
-		f->done(f->done_arg, 0, f->max_txid, f->len, NULL);
+		f->done(f->done_arg, 0, f->max_txid, f->len, f->pages,
+			f->page_size, NULL);
 	if (f->advances) {
 		d->pos = f->after;
 		db_save_pos(d);
@@ -895,7 +901,12 @@ static void db_listed(void *arg, int status, const char *err, char **keys,
 	struct db_pos saved;
 	d->cap = (struct db_pos){.txid = max};
 	d->have_cap = false;
-	if (max > 0 && db_load_pos(d, &saved) && saved.txid == max) {
+	const char *why = max == 0 ? "a new replica" : "no position saved";
+	bool loaded = max > 0 && db_load_pos(d, &saved);
+	if (loaded && saved.txid != max)
+		why = "the replica moved past the saved position";
+	if (loaded && saved.txid == max) {
+		why = "the WAL was restarted since the saved position";
 		/* Continue only if the WAL still holds what we last copied:
 		 * same salts and at least that long (salts name a WAL
 		 * generation; committed frames are never rewritten in one). */
@@ -903,10 +914,11 @@ static void db_listed(void *arg, int status, const char *err, char **keys,
 		uint8_t hb[WAL_HEADER_SIZE];
 		struct wal_header h;
 		struct stat st;
-		if (fd >= 0 && fstat(fd, &st) == 0 &&
-		    util_pread_all(fd, hb, sizeof hb, 0) == WAL_HEADER_SIZE &&
-		    wal_header_decode(&h, hb, NULL) == 0 &&
-		    h.salt1 == saved.salt1 && h.salt2 == saved.salt2 &&
+		bool hdr = fd >= 0 && fstat(fd, &st) == 0 &&
+			   util_pread_all(fd, hb, sizeof hb, 0) ==
+				   WAL_HEADER_SIZE &&
+			   wal_header_decode(&h, hb, NULL) == 0;
+		if (hdr && h.salt1 == saved.salt1 && h.salt2 == saved.salt2 &&
 		    st.st_size >= saved.wal_end) {
 			d->cap = saved;
 			d->have_cap = true;
@@ -917,9 +929,10 @@ static void db_listed(void *arg, int status, const char *err, char **keys,
 	d->pos = d->cap;
 	d->started = true;
 	d->state = DB_REPLICATING;
-	log_info("%s: watching as \"%s\" in %s from txid %" PRIu64 "%s",
+	log_info("%s: watching as \"%s\" in %s from txid %" PRIu64 "%s%s%s",
 		 d->path, d->name, storage_describe(d->s), max,
-		 d->have_cap ? "" : " (a full-database file comes first)");
+		 d->have_cap ? "" : " (a full-database file comes first: ",
+		 d->have_cap ? "" : why, d->have_cap ? "" : ")");
 	db_poll(d);
 	for (struct db_waiter *w = d->waiters; w; w = w->next)
 		if (w->txid == UINT64_MAX)
@@ -1031,7 +1044,7 @@ static void db_closed(uv_handle_t *h)
 		struct db_file *f = d->queue;
 		d->queue = f->next;
 		if (f->done)
-			f->done(f->done_arg, -ECANCELED, f->max_txid, 0,
+			f->done(f->done_arg, -ECANCELED, f->max_txid, 0, 0, 0,
 				d->last_error ? d->last_error
 					      : "stopped watching");
 		close(f->fd);
@@ -1101,13 +1114,14 @@ void db_snapshot(struct db *d, db_snapshot_cb cb, void *arg)
 	struct snapshot_src src = {.db_fd = d->db_fd, .wal_fd = -1};
 	int rc = 0;
 	if (!d->started || d->closed || d->stopping) {
-		cb(arg, -EAGAIN, 0, 0, "the database is not replicating yet");
+		cb(arg, -EAGAIN, 0, 0, 0, 0,
+		   "the database is not replicating yet");
 		return;
 	}
 	d->force_poll = true;
 	db_poll(d);
 	if (!d->have_cap || d->cap.txid == 0) {
-		cb(arg, -EAGAIN, 0, 0,
+		cb(arg, -EAGAIN, 0, 0, 0, 0,
 		   d->last_error ? d->last_error : "nothing captured yet");
 		return;
 	}
@@ -1138,11 +1152,13 @@ void db_snapshot(struct db *d, db_snapshot_cb cb, void *arg)
 	if (rc == 0)
 		rc = db_encode(d, &src, &h, NULL, 0, 0, &f->fd, &f->len, &err);
 	if (rc < 0) {
-		cb(arg, rc, 0, 0, err ? err : strerror(-rc));
+		cb(arg, rc, 0, 0, 0, 0, err ? err : strerror(-rc));
 		free(f);
 		goto out;
 	}
 	f->level = REPLICA_SNAPSHOT_LEVEL;
+	f->pages = h.commit;
+	f->page_size = h.page_size;
 	f->min_txid = 1;
 	f->max_txid = d->cap.txid;
 	f->ts = h.timestamp;
@@ -1559,9 +1575,12 @@ static void db_retention(struct db *d, int64_t now)
 }
 
 static void db_snapshot_done(void *arg, int status, uint64_t txid,
-			     uint64_t bytes, const char *err)
+			     uint64_t bytes, uint32_t pages, uint32_t page_size,
+			     const char *err)
 {
 	struct db *d = arg;
+	(void)pages;
+	(void)page_size;
 	if (status < 0)
 		log_warn("%s: scheduled snapshot failed: %s", d->path,
 			 err ? err : "error");

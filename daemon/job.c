@@ -1,4 +1,4 @@
-/* job.c: a one-shot job process (`walrustd --job`). The supervisor spawns
+/* job.c: a one-shot job process (`walrust-worker --job`). The supervisor spawns
  * one per snapshot or restore, so a crash, a hang or an out-of-memory in a
  * job cannot stop replication or other clients. Protocol on fd 0 (a socket
  * pair with the supervisor): one request line in; event lines and exactly
@@ -64,7 +64,7 @@ int job_open_storage(struct job_ctx *j, json_t *args, struct storage **out)
 {
 	const char *code = WRP_E_STORAGE;
 	char *err = NULL;
-	int rc = cmd_open_storage(j->loop, args, out, &code, &err);
+	int rc = storage_open_args(j->loop, args, out, &code, &err);
 	if (rc < 0)
 		job_fail(j, rc, code, "%s", err ? err : "cannot open storage");
 	free(err);

@@ -253,3 +253,32 @@ void storage_listing_clear(struct storage_listing *l)
 	free(l->prefixes);
 	memset(l, 0, sizeof *l);
 }
+
+/* ---- a request's storage (worker and job processes) ---- */
+
+int storage_open_args(uv_loop_t *loop, json_t *args, struct storage **out,
+		     const char **code, char **err)
+{
+	const char *bucket = wrp_arg_string(args, "bucket");
+	json_t *aws = json_object_get(args, "aws");
+	struct storage_opts o = {0};
+	o.endpoint = wrp_arg_string(args, "endpoint");
+	if (json_is_object(aws)) {
+		if (!o.endpoint)
+			o.endpoint = wrp_arg_string(aws, "endpoint_url");
+		o.region = wrp_arg_string(aws, "region");
+		o.access_key_id = wrp_arg_string(aws, "access_key_id");
+		o.secret_access_key = wrp_arg_string(aws, "secret_access_key");
+		o.session_token = wrp_arg_string(aws, "session_token");
+	}
+	if (o.endpoint && !*o.endpoint)
+		o.endpoint = NULL;
+	if (!bucket || !*bucket) {
+		*code = WRP_E_INVALID;
+		return util_err(err, -EINVAL, "no bucket given and no default replica");
+	}
+	int rc = storage_new(out, loop, bucket, &o, err);
+	if (rc < 0)
+		*code = rc == -EINVAL ? WRP_E_INVALID : storage_error_code(rc);
+	return rc;
+}

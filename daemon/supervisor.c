@@ -4,12 +4,13 @@
  * Process model. The supervisor owns the control socket and the processes:
  *
  *   walrustd (supervisor) --- control socket <--- walrustctl, Python, ...
- *     |-- walrustd --worker     one uv loop + storage; watched databases,
- *     |                         listings; restarted with backoff if it dies
- *     `-- walrustd --job        one per snapshot/restore; exits when done
+ *     |-- walrust-worker --worker  one uv loop + storage; watched databases,
+ *     |                            listings; restarted with backoff if it
+ *     |                            dies
+ *     `-- walrust-worker --job     one per snapshot/restore; exits when done
  *
- * Workers and jobs are this same binary re-executed (uv_spawn of
- * /proc/self/exe) with a socket pair on their fd 0 that carries protocol
+ * Workers and jobs are a second binary, walrust-worker (walrustd.c finds
+ * it), spawned with a socket pair on their fd 0 that carries protocol
  * lines both ways (channel.c). A job receives the client's request (with
  * the daemon's default bucket filled in), streams events and one reply,
  * which we forward verbatim to the client: the job writes the wire format
@@ -347,7 +348,9 @@ static void supervisor_fill_defaults(json_t *request)
 static int supervisor_spawn(uv_process_t *proc, uv_pipe_t *pipe,
 			    const char *role, uv_exit_cb on_exit)
 {
-	char *args[] = {(char *)sv.o.self_exe, (char *)role, NULL};
+	char *args[] = {(char *)sv.o.worker_exe, (char *)role, NULL};
+	/* The supervisor links no SQLite, curl or OpenSSL: it stays a few
+	 * megabytes; what does the work is walrust-worker. */
 	uv_stdio_container_t stdio[3];
 	stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
 	stdio[0].data.stream = (uv_stream_t *)pipe;
@@ -357,7 +360,7 @@ static int supervisor_spawn(uv_process_t *proc, uv_pipe_t *pipe,
 	stdio[2].data.fd = 2;
 	uv_process_options_t opt = {
 		.exit_cb = on_exit,
-		.file = sv.o.self_exe,
+		.file = sv.o.worker_exe,
 		.args = args,
 		.stdio_count = 3,
 		.stdio = stdio,

@@ -1,6 +1,7 @@
-/* walrustd.c: main and role selection. The same binary is the supervisor
- * (default), a worker (--worker) or a one-shot job (--job); see
- * supervisor.c for the process model. */
+/* walrustd.c: main of the supervisor (see supervisor.c for the process
+ * model). Workers and jobs are another binary, walrust-worker (found beside
+ * this one, else in the package's libexec directory, or named by
+ * $WALRUST_WORKER): the supervisor links none of the libraries they need. */
 #include "config.h"
 
 #include <getopt.h>
@@ -49,6 +50,33 @@ static char *walrustd_default_replica(void)
 	return strdup("file:///var/lib/walrust/replica");
 }
 
+/* The worker and job binary: $WALRUST_WORKER, else walrust-worker beside
+ * this executable (a build tree, the Python package), else the installed
+ * one. */
+static int walrustd_worker_exe(char *out, size_t len)
+{
+	const char *env = getenv("WALRUST_WORKER");
+	if (env && *env) {
+		snprintf(out, len, "%s", env);
+		return access(out, X_OK);
+	}
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash && (size_t)(slash - self) + sizeof "/walrust-worker" <=
+				     len) {
+			memcpy(out, self, (size_t)(slash - self));
+			strcpy(out + (slash - self), "/walrust-worker");
+			if (access(out, X_OK) == 0)
+				return 0;
+		}
+	}
+	snprintf(out, len, "%s/walrust-worker", PKGLIBEXECDIR);
+	return access(out, X_OK);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -59,15 +87,13 @@ int main(int argc, char **argv)
 		{"exec", required_argument, NULL, 'x'},
 		{"no-expand-env", no_argument, NULL, 'E'},
 		{"workers", required_argument, NULL, 'w'},
-		{"worker", no_argument, NULL, 'W'},
-		{"job", no_argument, NULL, 'J'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *socket_opt = NULL, *replica_opt = NULL, *config_opt = NULL,
 		   *exec_opt = NULL;
-	int level = LOG_INFO, role = 0, c;
+	int level = LOG_INFO, c;
 	bool level_set = false, expand_env = true;
 	int workers = 0;
 	const char *lv = getenv("WALRUST_LOG_LEVEL");
@@ -107,10 +133,6 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'W':
-		case 'J':
-			role = c;
-			break;
 		case 'V':
 			printf("walrustd %s\n", WALRUST_VERSION);
 			return 0;
@@ -128,7 +150,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	struct config *cfg = NULL;
-	if (config_opt && role == 0) {
+	if (config_opt) {
 		char *err = NULL;
 		if (config_load(&cfg, config_opt, expand_env, &err) < 0) {
 			fprintf(stderr, "walrustd: %s\n", err ? err : "bad configuration");
@@ -151,14 +173,6 @@ int main(int argc, char **argv)
 	/* Children inherit the level through the environment. */
 	static const char *const names[] = {"debug", "info", "warn", "error"};
 	setenv("WALRUST_LOG_LEVEL", names[level], 1);
-	if (role == 'W') {
-		log_init("worker", level);
-		return worker_main();
-	}
-	if (role == 'J') {
-		log_init("job", level);
-		return job_main();
-	}
 	log_init("supervisor", level);
 	char sockbuf[PATH_MAX], exe[PATH_MAX];
 	if (socket_opt) {
@@ -172,18 +186,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "walrustd: socket path too long\n");
 		return 2;
 	}
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n <= 0) {
-		fprintf(stderr, "walrustd: cannot find my own executable\n");
+	if (walrustd_worker_exe(exe, sizeof exe) < 0) {
+		fprintf(stderr,
+			"walrustd: cannot find walrust-worker (looked beside "
+			"walrustd and in %s; set WALRUST_WORKER)\n",
+			PKGLIBEXECDIR);
 		return 1;
 	}
-	exe[n] = '\0';
 	char *replica = replica_opt ? strdup(replica_opt)
 				    : walrustd_default_replica();
 	struct supervisor_opts o = {
 		.socket_path = sockbuf,
 		.default_bucket = replica,
-		.self_exe = exe,
+		.worker_exe = exe,
 		.config = cfg,
 		.exec = exec_opt,
 		.workers = workers,

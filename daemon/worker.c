@@ -1,4 +1,4 @@
-/* worker.c: a worker process (`walrustd --worker`). One uv loop; requests
+/* worker.c: a worker process (`walrust-worker --worker`). One uv loop; requests
  * forwarded by the supervisor arrive on fd 0 as protocol lines (with the
  * supervisor's own ids) and are answered there, asynchronously, so one slow
  * listing does not hold up another. Continuous replication of the
@@ -122,6 +122,15 @@ struct storage *worker_storage_shared(json_t *args)
 	return NULL;
 }
 
+/* `status`, the worker's part: the watched databases (cmd-status.c). */
+static void worker_status_start(struct worker_req *r)
+{
+	worker_reply(r, json_pack("{s:o}", "databases", worker_dbs_status()));
+}
+
+const struct cmd worker_status = {.name = "status",
+				  .start = worker_status_start};
+
 void worker_db_add(struct db *d)
 {
 	struct worker_db *w = calloc(1, sizeof *w);
@@ -228,7 +237,7 @@ static void worker_on_line(struct channel *ch, const char *line, size_t len,
 	const char *code = WRP_E_STORAGE;
 	char *err = NULL;
 	if (cmd->storage &&
-	    cmd_open_storage(worker_loop, r->args, &r->storage, &code, &err) < 0) {
+	    storage_open_args(worker_loop, r->args, &r->storage, &code, &err) < 0) {
 		worker_fail(r, code, "%s", err ? err : "cannot open storage");
 		free(err);
 		return;

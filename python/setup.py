@@ -1,5 +1,6 @@
 """Build hook of the walrust package: compiles walrustd from the repository's
-C sources (python/..) and bundles it as walrust/bin/walrustd.
+C sources (python/..) and bundles it as walrust/bin/walrustd, with the
+worker and job binary walrust/bin/walrust-worker beside it.
 
     pip install ./python                  # builds walrustd (a minute or two)
     WALRUST_SKIP_BUILD=1 pip install ./python   # Python code only
@@ -34,7 +35,8 @@ COPY_SKIP_NAMES = {
     ".pytest_cache", ".venv", "venv",
 }
 COPY_SKIP_SUFFIXES = (".o", ".a", ".lo", ".la", ".log", ".trs", ".pyc")
-COPY_SKIP_PATHS = {"Makefile", "daemon/walrustd", "client/walrustctl",
+COPY_SKIP_PATHS = {"Makefile", "daemon/walrustd", "daemon/walrust-worker",
+                   "client/walrustctl",
                    "tests/unit/unit", "bench/results"}
 
 
@@ -124,11 +126,14 @@ def build_walrustd(build_temp):
         with open(stamp, "w") as f:
             f.write(src)
     jobs = str(max(1, os.cpu_count() or 1))
-    _run(["make", "-j", jobs, "daemon/walrustd"], bdir, log_path)
-    binary = os.path.join(bdir, "daemon", "walrustd")
-    if not os.access(binary, os.X_OK):
-        raise BuildError(f"make succeeded but {binary} is missing")
-    return binary
+    _run(["make", "-j", jobs, "daemon/walrustd", "daemon/walrust-worker"],
+         bdir, log_path)
+    binaries = [os.path.join(bdir, "daemon", b)
+                for b in ("walrustd", "walrust-worker")]
+    for b in binaries:
+        if not os.access(b, os.X_OK):
+            raise BuildError(f"make succeeded but {b} is missing")
+    return binaries
 
 
 class BuildPyWithDaemon(build_py):
@@ -142,7 +147,7 @@ class BuildPyWithDaemon(build_py):
             return
         build_temp = self.get_finalized_command("build").build_temp
         try:
-            binary = build_walrustd(build_temp)
+            binaries = build_walrustd(build_temp)
         except BuildError as e:
             raise SystemExit(f"walrust: building walrustd failed: {e}\n"
                              f"(WALRUST_SKIP_BUILD=1 installs the Python "
@@ -152,11 +157,13 @@ class BuildPyWithDaemon(build_py):
         else:
             dest_dir = os.path.join(self.build_lib, "walrust", "bin")
         os.makedirs(dest_dir, exist_ok=True)
-        dest = os.path.join(dest_dir, "walrustd")
-        shutil.copyfile(binary, dest)
-        os.chmod(dest, os.stat(dest).st_mode | stat.S_IXUSR | stat.S_IXGRP
-                 | stat.S_IXOTH | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        _say(f"bundled {binary} as {dest}")
+        for binary in binaries:
+            dest = os.path.join(dest_dir, os.path.basename(binary))
+            shutil.copyfile(binary, dest)
+            os.chmod(dest, os.stat(dest).st_mode | stat.S_IXUSR
+                     | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRUSR
+                     | stat.S_IRGRP | stat.S_IROTH)
+            _say(f"bundled {binary} as {dest}")
 
 
 class BinaryDistribution(Distribution):

@@ -18,8 +18,9 @@ What the tests check, and the failure modes of
   statement): writers with their own checkpoints of every mode;
 * 4/5 (gaps, corrupt or swapped files), 9 (failed restore keeps output),
   7/8 (failed uploads, acknowledging early), 10 (two watchers on one name),
-  11 (growth pages); 12 and 14 (retention, compaction memory) are not
-  testable yet: compaction and retention are not implemented.
+  11 (growth pages). 12 (retention vs. an in-flight restore) is covered by
+  test_retention_leases.py, 14 (compaction memory) by the unit tests and a
+  memory test.
 
 Every daemon gets its own WALRUST_STATE_DIR (position files) in tmp_path.
 Durations shrink with --quick / WALRUST_TEST_QUICK=1.
@@ -29,6 +30,7 @@ import datetime as dt
 import hashlib
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import struct
@@ -72,13 +74,6 @@ def file_rep(tmp_path):
     d = tmp_path / "replica"
     d.mkdir()
     return FileReplica(str(d))
-
-
-@pytest.fixture
-def state_env(tmp_path):
-    d = tmp_path / "state"
-    d.mkdir()
-    return {"WALRUST_STATE_DIR": str(d)}
 
 
 @pytest.fixture
@@ -639,17 +634,83 @@ def test_connection_per_statement(wd, file_rep, tmp_path, sizes):
 
 
 # ========================================================= 4. crash loop
+SYNC_INTERVAL = 1.0  # walrustd's default sync interval (s)
+PITR_SLACK = 2.0     # how much later than one sync interval a capture may be
+
+
+class _HashingReader:
+    """rep.read that remembers the sha256 of what it read."""
+
+    def __init__(self, rep):
+        self.rep, self.sha = rep, {}
+
+    def read(self, key):
+        data = self.rep.read(key)
+        self.sha[key] = hashlib.sha256(data).hexdigest()
+        return data
+
+
+def _ctl_status(d):
+    """`status --json` once, or None (walrustd restarting)."""
+    r = d.ctl("status", check=False, timeout=30)
+    return r.json if r.rc == 0 and isinstance(r.json, dict) else None
+
+
+def _uploaded_since(st, db, since):
+    """Whether `db` is replicating, with an upload completed after the
+    wall-clock time `since` (a worker restarted after a kill has no
+    last_sync until its first upload, which it captured after starting)."""
+    for x in (st or {}).get("databases", []):
+        if x["database"] == db:
+            return x["state"] == "replicating" and bool(x["last_sync"]) \
+                and parse_time(x["last_sync"]).timestamp() > since
+    return False
+
+
+def _outages(kills, name, window):
+    """Merged [kill, recovery of `name` + window] intervals (wall clock):
+    moments at which its newest capture may date from before the kill."""
+    out = []
+    for k in sorted(kills, key=lambda k: k["wall"]):
+        lo, hi = k["wall"], k["recovered"][name] + window
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return out
+
+
+def _effective_time(t, outages):
+    """The newest moment <= t at which walrustd was known to be capturing
+    every sync interval: t itself, or the start of the outage holding t."""
+    for lo, hi in outages:
+        if lo <= t <= hi:
+            return lo
+    return t
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(420)
 def test_crash_loop(daemon_factory, rep_fs, tmp_path, state_env, sizes):
-    """walrustd -c with three databases, a writer on each at ~100 tx/s for
-    60 s (20 s quick); ~6 times at random moments the test SIGKILLs either
-    the supervisor (and restarts walrustd with the same configuration and
-    state directory) or the worker (the supervisor restarts it). At the
-    end each database syncs and restores equal to its source; each L0
-    chain is contiguous; no object was ever overwritten with other bytes;
-    sampled TXIDs restore to committed states; the TXIDs acknowledged
-    before each kill stay restorable."""
+    """walrustd -c with three databases, a writer on each doing random
+    inserts, updates and deletes at ~200 tx/s (>= 150 asserted) for 120 s
+    (30 s quick), each checkpointing itself every 100 commits, in turn
+    PASSIVE, FULL, RESTART and TRUNCATE (all four asserted to run, and a
+    TRUNCATE to empty the WAL at least once). 10 times (4 quick), at
+    random moments, half of them each way, the test SIGKILLs the
+    supervisor (and restarts walrustd with the same configuration and
+    state directory) or the worker (the supervisor restarts it). After a
+    final sync: each database restores equal to its source (per-table
+    checksums) and passes integrity_check; each L0 chain is contiguous; no
+    object was ever overwritten with other bytes; the TXIDs acknowledged
+    before each kill and a sample of the chain restore to committed
+    states; six restores --at random moments between the writers' first
+    and last commit (two per database) each give a state the writer
+    committed by then, and not older than what it had committed one sync
+    interval + PITR_SLACK before the moment (or before the kill, for a
+    moment from a kill to that long after the database's first upload
+    after it). The schedule's seed is printed; WALRUST_TEST_SEED replays
+    it."""
     rep = rep_fs
     seeds = {f"db{i}": 401 + i for i in range(3)}
     dbs = {n: str(tmp_path / "src" / f"{n}.db") for n in seeds}
@@ -659,16 +720,18 @@ def test_crash_loop(daemon_factory, rep_fs, tmp_path, state_env, sizes):
                        list(dbs.values()))
     d = config_daemon(daemon_factory, cfg, state_env)
     wait_replicating(d, dbs.values())
-    secs = quick(sizes, 60, 20)
+    secs = quick(sizes, 120, 30)
+    nkills = quick(sizes, 10, 4)
+    rate, ckpt_every = 200, 100
     seed = int(os.environ.get("WALRUST_TEST_SEED") or
                random.randrange(1 << 30))
     print(f"kill schedule seed {seed} (WALRUST_TEST_SEED to replay)")
     rng = random.Random(seed)
-    kinds = ["supervisor", "worker"] * 3
+    kinds = ["supervisor", "worker"] * (nkills // 2)
     rng.shuffle(kinds)
-    when = sorted(rng.uniform(0.1 * secs, 0.9 * secs) for _ in kinds)
+    when = sorted(rng.uniform(0.05 * secs, 0.95 * secs) for _ in kinds)
     seen = {}  # (name, key) -> sha256 when first read
-    overwritten, leftovers, acked = [], [], []
+    overwritten, leftovers, acked, kills = [], [], [], []
 
     def scan():
         for n in dbs:
@@ -679,28 +742,67 @@ def test_crash_loop(daemon_factory, rep_fs, tmp_path, state_env, sizes):
                     except Exception:  # noqa: BLE001 listed, not readable
                         pass
 
-    writers = [dbtools.Writer(p, seed=seeds[n], interval=0.007)
-               for n, p in dbs.items()]
-    t0 = time.monotonic()
+    def poll_recovery():
+        """Note, per database, when it first uploaded after each kill."""
+        pending = [n for n in dbs if any(n not in k["recovered"]
+                                         for k in kills)]
+        if not pending:
+            return
+        st, t = _ctl_status(d), time.time()
+        for n in pending:
+            ks = [k for k in kills if n not in k["recovered"]]
+            if _uploaded_since(st, dbs[n], ks[-1]["wall"]):
+                for k in ks:
+                    k["recovered"][n] = t
+                    if len(k["recovered"]) == len(dbs):
+                        print(f"{time.monotonic() - t0:5.1f}s recovered from "
+                              f"the kill at {k['t']:5.1f}s (" + ", ".join(
+                                  f"{m} {v - k['wall']:.1f}s"
+                                  for m, v in k["recovered"].items()) + ")")
+
+    writers = {n: dbtools.Writer(p, seed=seeds[n], rate=rate,
+                                 checkpoint_every=ckpt_every,
+                                 checkpoint_modes=dbtools.CHECKPOINT_MODES,
+                                 checkpoint_busy_ms=200)
+               for n, p in dbs.items()}
+    t0, t0_wall = time.monotonic(), time.time()
+    t_phase = [t0]
+
+    def phase(what):
+        t = time.monotonic()
+        print(f"[{t - t0:5.1f}s] {what}: {t - t_phase[0]:.1f}s")
+        t_phase[0] = t
+
     try:
-        for w in writers:
+        for w in writers.values():
             w.start()
-        last_scan = 0
-        for kind, at in zip(kinds, when):
+        last_scan = last_poll = 0
+        for kind, at in zip(kinds + [None], when + [secs]):
             while time.monotonic() - t0 < at:
+                if time.monotonic() - last_poll > 0.25:
+                    poll_recovery()
+                    last_poll = time.monotonic()
                 if time.monotonic() - last_scan > 1:
                     scan()
                     last_scan = time.monotonic()
                 time.sleep(0.05)
+            if kind is None:
+                break
             st = status(d)
             acked.append({x["name"]: x["txid"] for x in st["databases"]
                           if x["state"] == "replicating"})
             if kind == "worker":
                 pid = worker_pid(d, rng)
-                print(f"{time.monotonic() - t0:5.1f}s kill worker {pid}")
+                kills.append({"kind": kind, "wall": time.time(),
+                              "t": time.monotonic() - t0,
+                              "recovered": {}})
+                print(f"{kills[-1]['t']:5.1f}s kill worker {pid}")
                 os.kill(pid, signal.SIGKILL)
             else:
-                print(f"{time.monotonic() - t0:5.1f}s kill supervisor "
+                kills.append({"kind": kind, "wall": time.time(),
+                              "t": time.monotonic() - t0,
+                              "recovered": {}})
+                print(f"{kills[-1]['t']:5.1f}s kill supervisor "
                       f"{d.proc.pid}")
                 d.crash()
                 if d.group_alive(wait=15):
@@ -708,51 +810,165 @@ def test_crash_loop(daemon_factory, rep_fs, tmp_path, state_env, sizes):
                                      f"{d.proc.pid}, its worker was still "
                                      f"running 15 s later")
                     d.kill()
+                gone = time.monotonic() - t0
                 d = config_daemon(daemon_factory, cfg, state_env,
                                   workdir=d.dir)
-        while time.monotonic() - t0 < secs:
-            time.sleep(0.2)
-        for w in writers:
+                print(f"{time.monotonic() - t0:5.1f}s walrustd restarted "
+                      f"(its old group was gone at {gone:.1f}s)")
+        for w in writers.values():
             assert w.alive(), "a writer died"
     finally:
-        for w in writers:
+        for w in writers.values():
             w.stop()
     wait_replicating(d, dbs.values(), timeout=60)
     for n, p in dbs.items():
         sync(d, p, timeout=60)
+    t_synced = time.time()
+    phase("writers, kills, final sync")
+    for k in kills:
+        for n in dbs:
+            if n not in k["recovered"]:
+                print(f"kill at {k['t']:.1f}s: {n} not seen recovered "
+                      f"before the final sync")
+                k["recovered"][n] = t_synced
     scan()
     st = status(d)
     print(f"workers: {st['workers']}; acked before kills: {acked}")
+    print("recovery after each kill (s): " + ", ".join(
+        f"{k['kind']}@{k['t']:.0f}s "
+        f"{max(k['recovered'].values()) - k['wall']:.1f}" for k in kills))
+    lines = d.log_text().splitlines()
+    watching = [ln for ln in lines if ": watching as " in ln]
+    print(f"walrustd log: {sum(ln.startswith('$ ') for ln in lines)} "
+          f"starts, {len(watching)} database starts of which "
+          f"{sum('full-database file comes first' in ln for ln in watching)}"
+          f" with a full-database file; "
+          f"{sum('full-database file at txid' in ln for ln in lines)} "
+          f"full-database files in all")
+
+    # the writers: rate and their own checkpoints
+    logs = {}
+    for n, w in writers.items():
+        c = w.commits()
+        logs[n] = c
+        r = (len(c) - 1) / (c[-1][1] - c[0][1])
+        cps = w.checkpoints()
+        errors = [x for x in cps if x[2] == "error"]
+        by_mode = {m: [x for x in cps if x[1] == m and x[2] != "error"]
+                   for m in dbtools.CHECKPOINT_MODES}
+        print(f"{n}: {len(c)} commits in {c[-1][1] - c[0][1]:.1f}s "
+              f"({r:.0f} tx/s); checkpoints (done/not busy/WAL emptied): "
+              + ", ".join(f"{m} {len(v)}/{sum(x[2] == 0 for x in v)}/"
+                          f"{sum(x[6] == 0 for x in v)}"
+                          for m, v in by_mode.items())
+              + f", errors {len(errors)} {errors[:3]}")
+        assert r >= 0.75 * rate, f"{n}: writer too slow: {r:.0f} tx/s"
+        assert not errors, f"{n}: checkpoints failed: {errors[:5]}"
+        for m, v in by_mode.items():
+            assert len(v) >= secs * rate / ckpt_every / 4 * 0.7, \
+                f"{n}: only {len(v)} {m} checkpoints"
+    truncated = [x for w in writers.values() for x in w.checkpoints()
+                 if x[1] == "TRUNCATE" and x[2] == 0 and x[6] == 0]
+    assert truncated, "no application TRUNCATE checkpoint ever emptied " \
+                      "the WAL under walrustd"
+
     assert not leftovers, leftovers
+    # each L0 chain: contiguous, page sets right; then no object was
+    # overwritten (compared with the hashes of those reads)
+    shas = _HashingReader(rep)
+    for n, p in dbs.items():
+        keys = l0_chain(rep, n)
+        assert check_l0_pages(shas, n, keys) == \
+            dbtools.db_info(p)["page_count"]
+        print(f"{n}: {len(keys)} L0 files, counter "
+              f"{dbtools.counter_value(p)}")
     for (n, key), sha in sorted(seen.items()):
         try:
-            now_sha = file_sha(rep, key)
+            now_sha = shas.sha.get(key) or file_sha(rep, key)
         except Exception as e:  # noqa: BLE001
             overwritten.append(f"{key}: gone ({e})")
             continue
         if now_sha != sha:
             overwritten.append(f"{key}: overwritten with other bytes")
     assert not overwritten, overwritten
+    phase(f"L0 chains and pages, {len(seen)} files seen while written")
+
+    # point in time: random moments between the first and last commit
+    window = SYNC_INTERVAL + PITR_SLACK
+    outages = {n: _outages(kills, n, window) for n in dbs}
+    for n, o in outages.items():
+        print(f"{n} outages (s from the start, kill to its first upload "
+              f"after + {window:.1f} s): " + ", ".join(
+                  f"[{a - t0_wall:.1f}, {b - t0_wall:.1f}]" for a, b in o))
+    lo = min(c[0][1] for c in logs.values())
+    hi = max(c[-1][1] for c in logs.values())
+    prng = random.Random(f"{seed}-pitr")
+    moments = sorted((prng.uniform(lo, hi), n) for n in dbs for _ in (0, 1))
+
     for n, p in dbs.items():
         src = dbtools.table_checksums(p)
-        keys = l0_chain(rep, n)
-        assert check_l0_pages(rep, n, keys) == \
-            dbtools.db_info(p)["page_count"]
-        print(f"{n}: {len(keys)} L0 files, counter "
-              f"{dbtools.counter_value(p)}")
         out = str(tmp_path / f"{n}-latest.db")
         restore(d, rep, out, name=n)
         assert_equal_db(out, src, f"{n} latest")
+        assert dbtools.counter_value(out) == logs[n][-1][0]
+        os.remove(out)
         # acknowledged before a kill: still there, and committed states
-        outs = []
+        acked_outs = []
         for j, a in enumerate(acked):
             if a.get(n):
                 o = str(tmp_path / f"{n}-acked-{j}.db")
                 restore(d, rep, o, "--txid", str(a[n]), name=n)
-                outs.append(o)
-        check_writer_states(outs, seeds[n], items[n])
-        check_chain_states(d, rep, tmp_path, seeds[n], items[n], name=n,
-                           limit=12)
+                acked_outs.append(o)
+        # a sample of the chain's TXIDs: committed states, in order
+        chain = restore_every_txid(d, rep, tmp_path, name=n, limit=8,
+                                   rng=random.Random(seed))
+        pitr = []
+        for j, (t, m) in enumerate(moments):
+            if m != n:
+                continue
+            at = format_time(dt.datetime.fromtimestamp(t, dt.timezone.utc))
+            o = str(tmp_path / f"{n}-pitr-{j}.db")
+            pitr.append((at, o, restore(d, rep, o, "--at", at, name=n)))
+        # one replay of the writer's model for all of them
+        ns = check_writer_states(acked_outs + [o for _, o in chain] +
+                                 [o for _, o, _ in pitr], seeds[n], items[n])
+        counters = [ns[o] for _, o in chain]
+        assert counters == sorted(counters), \
+            f"{n}: counter goes back along the chain: " \
+            f"{list(zip([t for t, _ in chain], counters))}"
+        assert counters[-1] == logs[n][-1][0], (n, counters)
+        committed_at = dict(logs[n])
+        got = []
+        for at, o, res in pitr:
+            T = parse_time(at).timestamp()
+            c = ns[o]
+            assert c == 0 or c in committed_at, \
+                f"{n} --at {at}: counter {c} never committed"
+            # the writer logs the time right after COMMIT returns, and a
+            # file is stamped when captured, after the commits it holds
+            if c:
+                assert committed_at[c] <= T + 0.5, \
+                    f"{n} --at {at} gave commit {c} logged " \
+                    f"{committed_at[c] - T:+.3f}s after the target"
+            e = _effective_time(T, outages[n])
+            older = [i for i, ti in logs[n] if ti <= e - window]
+            assert not older or c >= max(older), \
+                f"{n} --at {at} gave commit {c}, but {max(older)} was " \
+                f"committed {window:.1f} s before " \
+                f"{'the target' if e == T else 'the kill before the target'}"
+            assert parse_time(res["timestamp"]).timestamp() <= T + 0.001, \
+                res
+            got.append(c)
+            print(f"{n} --at {at} ({T - t0_wall:.1f}s"
+                  f"{'' if e == T else ', in an outage'}): commit {c} "
+                  + (f"(logged {committed_at[c] - T:+.3f}s)" if c else
+                     "(before the writer)"))
+        assert got == sorted(got), f"{n}: --at goes back in time: {got}"
+        for o in acked_outs + [o for _, o in chain] + [o for _, o, _ in pitr]:
+            os.remove(o)
+        phase(f"{n}: latest, {len(acked_outs)} acked, {len(chain)} chain "
+              f"and {len(pitr)} --at restores")
+    shutil.copy(d.log_path, tmp_path / "walrustd.log")
 
 
 # ================================================ 5. restore, then watch

@@ -6,7 +6,10 @@ Writer(path, seed)               a separate process that commits forever:
                                  each commit i inserts, updates and deletes
                                  rows of table `t` deterministically and sets
                                  counter.n = i in the same transaction, then
-                                 logs "i time" to a file
+                                 logs "i time" to a file; optionally paced
+                                 at `rate` commits/s and checkpointing
+                                 itself in the given modes (logged as
+                                 "# ckpt ..." lines)
 expected_t_checksum(seed, n)     what table `t` holds after commit n
 table_checksums(path)            {table: (rows, sha256)}
 integrity_ok(path)               PRAGMA integrity_check == ok
@@ -287,14 +290,35 @@ def counter_value(path):
         con.close()
 
 
+CHECKPOINT_MODES = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
+
+
+def _wal_size(path):
+    try:
+        return os.path.getsize(path + "-wal")
+    except OSError:
+        return -1
+
+
 def _writer_main(path, seed, log_path, interval, max_commits,
-                 checkpoint_every):
+                 checkpoint_every, modes=("PASSIVE",), rate=0.0,
+                 checkpoint_busy_ms=0):
+    """Commit until SIGTERM (or max_commits), sleeping `interval` after each;
+    with rate > 0 instead paced to `rate` commits/s (a stall is caught up
+    for at most 0.5 s worth of commits). Every checkpoint_every commits a
+    `PRAGMA wal_checkpoint(MODE)`, MODE cycling through `modes`, with a
+    busy timeout of checkpoint_busy_ms while it runs (0: the connection's
+    30 s); each is logged as
+        # ckpt I MODE BUSY LOG CHECKPOINTED WAL_BEFORE WAL_AFTER SECONDS
+    (or "# ckpt I MODE error MESSAGE" if it raised)."""
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     con = sqlite3.connect(path, timeout=30, isolation_level=None)
     con.execute("PRAGMA busy_timeout=30000")
     start = con.execute("SELECT n FROM counter WHERE k=0").fetchone()[0]
     i = start
+    nckpt = 0
+    t_next = time.monotonic()
     with open(log_path, "a", buffering=1) as log:
         log.write(f"# start {os.getpid()}\n")
         while not stop and (max_commits is None or i - start < max_commits):
@@ -305,8 +329,30 @@ def _writer_main(path, seed, log_path, interval, max_commits,
             con.execute("COMMIT")
             log.write(f"{i} {time.time():.6f}\n")
             if checkpoint_every and i % checkpoint_every == 0:
-                con.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            if interval:
+                mode = modes[nckpt % len(modes)]
+                nckpt += 1
+                if checkpoint_busy_ms:
+                    con.execute(f"PRAGMA busy_timeout={checkpoint_busy_ms}")
+                before, t = _wal_size(path), time.monotonic()
+                try:
+                    row = con.execute(
+                        f"PRAGMA wal_checkpoint({mode})").fetchone()
+                    log.write(f"# ckpt {i} {mode} {row[0]} {row[1]} "
+                              f"{row[2]} {before} {_wal_size(path)} "
+                              f"{time.monotonic() - t:.3f}\n")
+                except sqlite3.Error as e:
+                    log.write(f"# ckpt {i} {mode} error "
+                              f"{str(e).replace(chr(10), ' ')}\n")
+                if checkpoint_busy_ms:
+                    con.execute("PRAGMA busy_timeout=30000")
+            if rate:
+                t_next += 1.0 / rate
+                now = time.monotonic()
+                if t_next > now:
+                    time.sleep(t_next - now)
+                elif now - t_next > 0.5:
+                    t_next = now - 0.5
+            elif interval:
                 time.sleep(interval)
     con.close()
 
@@ -329,12 +375,21 @@ class Writer:
     """
 
     def __init__(self, path, seed=1, interval=0.002, max_commits=None,
-                 checkpoint_every=0, log_path=None):
+                 checkpoint_every=0, log_path=None, checkpoint_modes=None,
+                 rate=None, checkpoint_busy_ms=0):
+        """interval: sleep after each commit; rate: instead, commits/s to
+        pace to. checkpoint_every: commits between the writer's own
+        checkpoints, cycling through checkpoint_modes (default PASSIVE
+        only; dbtools.CHECKPOINT_MODES for all four), each with a busy
+        timeout of checkpoint_busy_ms (0: 30 s)."""
         self.path = path
         self.seed = seed
         self.log_path = log_path or path + ".writer.log"
+        modes = list(checkpoint_modes or ["PASSIVE"])
+        assert modes and all(m in CHECKPOINT_MODES for m in modes), modes
         self.args = ["write", path, seed, self.log_path, interval,
-                     max_commits or 0, checkpoint_every]
+                     max_commits or 0, checkpoint_every, ",".join(modes),
+                     rate or 0, checkpoint_busy_ms]
         prepare_writer_tables(path)
         self.proc = None
 
@@ -374,6 +429,28 @@ class Writer:
         except FileNotFoundError:
             return []
 
+    def checkpoints(self):
+        """The writer's own checkpoints: [(i, mode, busy, log, checkpointed,
+        wal bytes before, after, seconds)], or (i, mode, "error", message)
+        for one that raised."""
+        out = []
+        try:
+            with open(self.log_path) as f:
+                for ln in f:
+                    if not ln.startswith("# ckpt ") or not ln.endswith("\n"):
+                        continue
+                    p = ln.split(None, 5)[2:]  # i, mode, busy|error, rest
+                    if p[2] == "error":
+                        out.append((int(p[0]), p[1], "error",
+                                    p[3].strip() if len(p) > 3 else ""))
+                        continue
+                    p = ln.split()[2:]
+                    out.append((int(p[0]), p[1], *map(int, p[2:7]),
+                                float(p[7])))
+        except FileNotFoundError:
+            pass
+        return out
+
     def committed(self):
         c = self.commits()
         return c[-1][0] if c else 0
@@ -410,8 +487,10 @@ def _crash_main(path, rows):
 if __name__ == "__main__":
     if sys.argv[1] == "write":
         _path, _seed, _log, _interval, _max, _ckpt = sys.argv[2:8]
+        _modes, _rate, _busy = sys.argv[8:11]
         _writer_main(_path, int(_seed), _log, float(_interval),
-                     int(_max) or None, int(_ckpt))
+                     int(_max) or None, int(_ckpt),
+                     tuple(_modes.split(",")), float(_rate), int(_busy))
     elif sys.argv[1] == "crash":
         _crash_main(sys.argv[2], int(sys.argv[3]))
     else:
