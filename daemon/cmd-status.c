@@ -9,13 +9,14 @@
 
 json_t *supervisor_status(json_t *databases)
 {
-	return json_pack("{s:s,s:i,s:I,s:s,s:s,s:o,s:I,s:o}", "version",
+	return json_pack("{s:s,s:i,s:I,s:s,s:s,s:o,s:I,s:I,s:o}", "version",
 			 WALRUST_VERSION, "pid", (int)getpid(), "uptime_ms",
 			 (json_int_t)supervisor_uptime_ms(), "socket",
 			 supervisor_socket_path(), "default_bucket",
 			 supervisor_default_bucket(), "workers",
 			 supervisor_workers_json(), "jobs",
-			 (json_int_t)supervisor_job_count(), "databases",
+			 (json_int_t)supervisor_job_count(), "jobs_peak_rss_kb",
+			 (json_int_t)supervisor_jobs_peak_rss_kb(), "databases",
 			 databases ? databases : json_array());
 }
 

@@ -221,6 +221,9 @@ const char *supervisor_socket_path(void);
 int64_t supervisor_uptime_ms(void);
 json_t *supervisor_workers_json(void);
 size_t supervisor_job_count(void);
+/* The largest peak resident set (KiB) of any child that has exited: jobs,
+ * and workers restarted after a crash (getrusage RUSAGE_CHILDREN). */
+long supervisor_jobs_peak_rss_kb(void);
 void supervisor_shutdown(void);
 /* Run a request in a job process; its events and reply go to the client. */
 void supervisor_start_job(struct client *c, json_t *request);

@@ -39,8 +39,10 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config-file.h"
@@ -129,13 +131,40 @@ size_t supervisor_job_count(void)
 	return sv.jobs;
 }
 
+/* A live child's peak resident set (VmHWM), KiB; 0 if unknown. */
+static long supervisor_peak_rss_kb(int pid)
+{
+	char path[64], line[128];
+	long kb = 0;
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof path, "/proc/%d/status", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+long supervisor_jobs_peak_rss_kb(void)
+{
+	struct rusage ru;
+	return getrusage(RUSAGE_CHILDREN, &ru) == 0 ? ru.ru_maxrss : 0;
+}
+
 json_t *supervisor_workers_json(void)
 {
 	json_t *a = json_array();
 	for (int i = 0; i < sv.nworkers; i++)
 		json_array_append_new(
-			a, json_pack("{s:i,s:i}", "pid", sv.workers[i].pid,
-				     "restarts", (int)sv.workers[i].restarts));
+			a, json_pack("{s:i,s:i,s:I}", "pid", sv.workers[i].pid,
+				     "restarts", (int)sv.workers[i].restarts,
+				     "peak_rss_kb",
+				     (json_int_t)supervisor_peak_rss_kb(
+					     sv.workers[i].pid)));
 	return a;
 }
 

@@ -875,7 +875,7 @@ static const struct {
 		    "pages:i bytes:i"},
 	{"list", "bucket:s databases:a"},
 	{"status", "version:s pid:i uptime_ms:i socket:s default_bucket:s "
-		   "workers:a jobs:i databases:a"},
+		   "workers:a jobs:i jobs_peak_rss_kb:i databases:a"},
 	{"shutdown", ""},
 	{"watch", "name:s database:s bucket:s txid:i state:s"},
 	{"unwatch", "name:s database:s txid:i"},
