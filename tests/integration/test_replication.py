@@ -19,8 +19,9 @@ What the tests check, and the failure modes of
 * 4/5 (gaps, corrupt or swapped files), 9 (failed restore keeps output),
   7/8 (failed uploads, acknowledging early), 10 (two watchers on one name),
   11 (growth pages). 12 (retention vs. an in-flight restore) is covered by
-  test_retention_leases.py, 14 (compaction memory) by the unit tests and a
-  memory test.
+  test_retention_leases.py, 14 (memory growing with the database) by
+  test_memory.py (a 256 MiB database through capture, compaction, L9
+  snapshot, snapshot and restore jobs) and the unit tests.
 
 Every daemon gets its own WALRUST_STATE_DIR (position files) in tmp_path.
 Durations shrink with --quick / WALRUST_TEST_QUICK=1.
