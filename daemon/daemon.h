@@ -211,6 +211,8 @@ struct supervisor_opts {
 	const char *default_bucket;
 	const char *worker_exe; /* walrust-worker (walrustd.c) */
 	const struct config *config; /* NULL: no configuration file */
+	const char *config_path;     /* reloaded on SIGHUP */
+	bool expand_env;
 	const char *exec;            /* the application to run, or NULL */
 	int workers;                 /* worker processes (>= 1) */
 };
@@ -250,6 +252,9 @@ json_t *supervisor_status(json_t *databases);
 void watchlist_start(uv_loop_t *loop, const struct config *c,
 		     const char *default_bucket, void (*ready)(void));
 void watchlist_stop(void);
+/* Switch to configuration c (SIGHUP): watch what it adds, unwatch what it
+ * drops, watch again what it changes. c must outlive the watch list. */
+void watchlist_reload(const struct config *c);
 
 /* ---------------------------------------------------------------- exec.c */
 /* The application run by `--exec`/`exec:`: signals are forwarded to it; when

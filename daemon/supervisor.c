@@ -109,6 +109,7 @@ static struct {
 	size_t syncing; /* final syncs in flight at shutdown */
 	int exit_status;
 	uv_signal_t sig_term, sig_int, sig_hup;
+	struct config *reloaded; /* the configuration of the last SIGHUP */
 } sv;
 
 const char *supervisor_default_bucket(void)
@@ -823,13 +824,43 @@ static void supervisor_shutdown_now(void)
 	supervisor_maybe_exit();
 }
 
+/* SIGHUP: read the configuration file again and apply its databases
+ * (watchlist_reload). The rest (socket, workers, exec, log level, default
+ * replica) needs a restart; a file that does not parse changes nothing. */
+static void supervisor_reload(void)
+{
+	if (!sv.o.config_path || !sv.o.config) {
+		log_info("SIGHUP: no configuration file to reload");
+		return;
+	}
+	struct config *c = NULL;
+	char *err = NULL;
+	if (config_load(&c, sv.o.config_path, sv.o.expand_env, &err) < 0) {
+		log_error("SIGHUP: %s; keeping the running configuration",
+			  err ? err : "bad configuration");
+		free(err);
+		return;
+	}
+	for (size_t i = 0; i < c->nwarnings; i++)
+		log_warn("%s", c->warnings[i]);
+	log_info("SIGHUP: reloading %s (%zu database entries)",
+		 sv.o.config_path, c->ndbs);
+	watchlist_reload(c);
+	/* Nothing points into the previous one now. The first belongs to
+	 * main; reloaded ones are ours. */
+	if (sv.reloaded)
+		config_free(sv.reloaded);
+	sv.reloaded = c;
+	sv.o.config = c;
+}
+
 static void supervisor_on_signal(uv_signal_t *s, int signum)
 {
 	(void)s;
 	if (exec_forward_signal(signum))
 		return; /* the application's exit stops us */
 	if (signum == SIGHUP) {
-		log_info("SIGHUP: configuration reload is not supported yet");
+		supervisor_reload();
 		return;
 	}
 	supervisor_shutdown();
@@ -883,6 +914,7 @@ int supervisor_main(const struct supervisor_opts *o)
 	control_stop();
 	uv_walk(sv.loop, supervisor_close_walk, NULL);
 	uv_run(sv.loop, UV_RUN_DEFAULT);
+	config_free(sv.reloaded);
 	log_info("stopped");
 	return sv.exit_status;
 }

@@ -200,6 +200,8 @@ int main(int argc, char **argv)
 		.default_bucket = replica,
 		.worker_exe = exe,
 		.config = cfg,
+		.config_path = config_opt,
+		.expand_env = expand_env,
 		.exec = exec_opt,
 		.workers = workers,
 	};

@@ -11,7 +11,14 @@
  * own directory (s3://bucket/backups/app), so its last path component is
  * the database's name in the replica and the rest is the replica root; for
  * `dir` entries the database's path relative to the directory is appended
- * to the URL first. */
+ * to the URL first.
+ *
+ * Reload (SIGHUP, watchlist_reload): a database the new configuration no
+ * longer names is unwatched (after its final sync); one whose settings
+ * changed is unwatched and watched again with the new ones; new ones are
+ * watched; the others go on undisturbed. An entry stays allocated once
+ * made (a watch request in flight points at it); a dropped one has db
+ * NULL. */
 #include "config.h"
 
 #include <dirent.h>
@@ -26,7 +33,7 @@
 struct wanted {
 	struct wanted *next;
 	char *path;
-	const struct config_db *db;
+	const struct config_db *db; /* NULL: dropped by a reload */
 	char *rel;   /* for dir entries: path relative to the directory */
 	bool requested;
 };
@@ -103,13 +110,12 @@ static void watchlist_watched(void *arg, json_t *msg)
 	}
 }
 
-static void watchlist_watch(struct wanted *w)
+/* The whole watch request's arguments for w under configuration c. */
+static json_t *watchlist_watch_args(const struct wanted *w,
+				    const struct config *c)
 {
-	struct stat st;
-	if (w->requested || supervisor_watching(w->path) ||
-	    stat(w->path, &st) < 0 || !S_ISREG(st.st_mode))
-		return;
-	w->requested = true;
+	const struct config *saved = wl.c;
+	wl.c = c;
 	json_t *args = watchlist_args(w);
 	json_object_set_new(args, "sync_interval_ms",
 			    json_integer(w->db->replica.sync_interval_ms));
@@ -131,6 +137,18 @@ static void watchlist_watch(struct wanted *w)
 						 : 0));
 	json_object_set_new(args, "retention_check_ms",
 			    json_integer(wl.c->l0_retention_check_interval_ms));
+	wl.c = saved;
+	return args;
+}
+
+static void watchlist_watch(struct wanted *w)
+{
+	struct stat st;
+	if (!w->db || w->requested || supervisor_watching(w->path) ||
+	    stat(w->path, &st) < 0 || !S_ISREG(st.st_mode))
+		return;
+	w->requested = true;
+	json_t *args = watchlist_watch_args(w, wl.c);
 	json_t *req = json_pack("{s:i,s:s,s:s,s:o}", "v", WRP_VERSION, "id",
 				"config", "cmd", "watch", "args", args);
 	struct client *c = client_internal(watchlist_watched, w);
@@ -143,8 +161,15 @@ static struct wanted *watchlist_want(const char *path, const struct config_db *d
 				     const char *rel)
 {
 	for (struct wanted *w = wl.wanted; w; w = w->next)
-		if (strcmp(w->path, path) == 0)
+		if (strcmp(w->path, path) == 0) {
+			if (!w->db) { /* dropped by a reload, wanted again */
+				w->db = db;
+				free(w->rel);
+				w->rel = rel ? strdup(rel) : NULL;
+				w->requested = false;
+			}
 			return w;
+		}
 	struct wanted *w = calloc(1, sizeof *w);
 	w->path = strdup(path);
 	w->db = db;
@@ -266,6 +291,93 @@ void watchlist_start(uv_loop_t *loop, const struct config *c,
 		else if (ready)
 			ready();
 	}
+}
+
+static void watchlist_unwatched(void *arg, json_t *msg)
+{
+	char *path = arg;
+	json_t *ok = json_object_get(msg, "ok");
+	if (!ok)
+		return;
+	if (ok == json_true())
+		log_info("%s: no longer in the configuration; unwatched", path);
+	else
+		log_warn("cannot unwatch %s: %s", path,
+			 json_string_value(json_object_get(
+				 json_object_get(msg, "error"), "message")));
+	free(path);
+}
+
+static void watchlist_unwatch(const char *path)
+{
+	json_t *req = json_pack("{s:i,s:s,s:s,s:{s:s}}", "v", WRP_VERSION,
+				"id", "config", "cmd", "unwatch", "args",
+				"database", path);
+	struct client *c = client_internal(watchlist_unwatched, strdup(path));
+	supervisor_to_worker(c, req, NULL);
+	client_unref(c);
+	json_decref(req);
+}
+
+/* The entry of configuration c that wants w's database, if any. */
+static const struct config_db *watchlist_find(const struct config *c,
+					      const struct wanted *w)
+{
+	for (size_t i = 0; i < c->ndbs; i++) {
+		const struct config_db *db = &c->dbs[i];
+		if (!w->rel && db->path && strcmp(db->path, w->path) == 0)
+			return db;
+		if (w->rel && db->dir && w->db && w->db->dir &&
+		    strcmp(db->dir, w->db->dir) == 0) {
+			const char *base = strrchr(w->rel, '/');
+			base = base ? base + 1 : w->rel;
+			if (fnmatch(db->pattern, base, 0) == 0 &&
+			    (db->recursive || !strchr(w->rel, '/')))
+				return db;
+		}
+	}
+	return NULL;
+}
+
+void watchlist_reload(const struct config *c)
+{
+	if (!wl.c) {
+		log_warn("reload: walrustd started without a configuration "
+			 "file's databases; nothing to reload");
+		return;
+	}
+	for (struct wanted *w = wl.wanted; w; w = w->next) {
+		if (!w->db)
+			continue;
+		const struct config_db *db = watchlist_find(c, w);
+		json_t *before = watchlist_watch_args(w, wl.c);
+		json_t *after = NULL;
+		if (db) {
+			struct wanted t = *w;
+			t.db = db;
+			after = watchlist_watch_args(&t, c);
+		}
+		bool same = after && json_equal(before, after);
+		json_decref(before);
+		json_decref(after);
+		bool watched = w->requested || supervisor_watching(w->path);
+		w->db = db;
+		if (same)
+			continue;
+		w->requested = false;
+		if (watched) {
+			if (db)
+				log_info("%s: settings changed; watching it "
+					 "again", w->path);
+			watchlist_unwatch(w->path);
+		}
+	}
+	wl.c = c;
+	for (size_t i = 0; i < c->ndbs; i++)
+		if (c->dbs[i].path)
+			watchlist_want(c->dbs[i].path, &c->dbs[i], NULL);
+	if (wl.scanning)
+		watchlist_tick(NULL);
 }
 
 void watchlist_stop(void)
