@@ -820,6 +820,7 @@ def main():
         env.pop("AWS_PROFILE", None)
         wd = Walrustd(workdir, walrustd, ctl, env, a.log_level)
         wd.start()
+        time.sleep(2)  # the worker process is up and has its libraries
         idle = TreeRss(wd.proc.pid)
         idle.sample()
         idle_rss = {"rss_kb": idle.max_sum_kb, "pss_kb": idle.max_pss_kb,

@@ -91,6 +91,7 @@
 #define DB_RETRY_MAX_MS 30000
 #define DB_LEVELS 3
 #define DB_RETENTION_CHECK_MS 15000
+#define DB_WAL_SIZE_LIMIT "67108864" /* bytes */
 
 struct db_pos {
 	uint64_t txid;
@@ -636,6 +637,10 @@ static int db_barrier_open(struct db *d)
 	}
 	db_exec(d->barrier, "PRAGMA wal_autocheckpoint=0");
 	db_exec(d->barrier, "PRAGMA cache_size=-64");
+	/* When our bookkeeping write restarts the WAL, SQLite truncates the
+	 * file to this size: a burst of writes does not leave a WAL file of
+	 * its peak size behind (Litestream truncates at ~500 MB). */
+	db_exec(d->barrier, "PRAGMA journal_size_limit=" DB_WAL_SIZE_LIMIT);
 	return 0;
 }
 
