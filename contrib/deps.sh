@@ -6,7 +6,7 @@
 set -euo pipefail
 pkgs=(build-essential autoconf automake libtool pkg-config
       libsqlite3-dev libuv1-dev libcurl4-openssl-dev libssl-dev liblz4-dev
-      libjansson-dev libexpat1-dev libyaml-dev check sqlite3 curl)
+      libjansson-dev libexpat1-dev libyaml-dev check sqlite3 curl ca-certificates)
 if [ "${1:-}" = "--test" ]; then
 	pkgs+=(clang libclang-rt-14-dev python3 python3-venv python3-pip)
 fi

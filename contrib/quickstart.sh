@@ -15,7 +15,13 @@ top=$PWD
 contrib/deps.sh
 [ -x configure ] || ./bootstrap
 mkdir -p build
-(cd build && { [ -f Makefile ] || ../configure -q CFLAGS="-O2 -g"; } && make -s -j"$(nproc)")
+curl_flag=
+if contrib/libcurl-minimal.sh "$top/build/curl"; then
+	curl_flag="--with-curl=$top/build/curl"
+else
+	echo "warning: building against the system libcurl" >&2
+fi
+(cd build && { [ -f Makefile ] || ../configure -q $curl_flag CFLAGS="-O2 -g"; } && make -s -j"$(nproc)")
 wd="$top/build/quickstart"
 mkdir -p "$wd"
 db=${1:-$wd/demo.db}

@@ -102,6 +102,7 @@ struct http {
 	CURLM *multi;
 	uv_timer_t timer;
 	struct http_opts opts;
+	char *ca_bundle; /* owned copy of opts.ca_bundle */
 	struct xfer_list queue[2]; /* [0] priority, [1] the rest */
 	struct xfer_list running;
 	struct http_sock *socks;
@@ -368,6 +369,7 @@ static void http_maybe_done(struct http *h)
 		return;
 	void (*done)(void *) = h->done;
 	void *arg = h->done_arg;
+	free(h->ca_bundle);
 	free(h);
 	if (done)
 		done(arg);
@@ -574,6 +576,11 @@ int http_new(struct http **out, uv_loop_t *loop, const struct http_opts *opts,
 	h->loop = loop;
 	if (opts)
 		h->opts = *opts;
+	if (h->opts.ca_bundle && !(h->ca_bundle = strdup(h->opts.ca_bundle))) {
+		free(h);
+		return -ENOMEM;
+	}
+	h->opts.ca_bundle = h->ca_bundle;
 	if (h->opts.max_transfers <= 0)
 		h->opts.max_transfers = HTTP_DEFAULT_MAX_TRANSFERS;
 	if (h->opts.connect_timeout_ms <= 0)
@@ -605,6 +612,7 @@ out:
 	if (h) {
 		if (h->multi)
 			curl_multi_cleanup(h->multi);
+		free(h->ca_bundle);
 		free(h);
 	}
 	return rc;
@@ -692,6 +700,8 @@ static int http_xfer_setup(struct http *h, struct http_xfer *x,
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_on_close_socket);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
+	if (h->ca_bundle)
+		curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_bundle);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	/* keep "a/../b" keys as signed: no dot-segment squashing */
 	curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);

@@ -34,6 +34,9 @@ struct http_opts {
 	long low_speed_limit;   /* bytes/s; 0: 1024 */
 	long low_speed_time;    /* s; 0: 10 */
 	bool verbose;           /* CURLOPT_VERBOSE, for debugging */
+	/* CA certificates file (CURLOPT_CAINFO; AWS_CA_BUNDLE); NULL: curl's
+	 * default. Copied by http_new. */
+	const char *ca_bundle;
 };
 
 enum http_body_kind { HTTP_BODY_NONE = 0, HTTP_BODY_MEM, HTTP_BODY_FD };

@@ -345,11 +345,17 @@ static int s3_call_failure(struct s3_call *c, const struct http_response *r,
 		if (!c->got_response &&
 		    (!r->connected || r->error != -ETIMEDOUT)) {
 			/* No attempt ever got an HTTP answer. */
+			bool cert = r->error == -EPROTO &&
+				    strstr(r->curl_error, "certificate");
 			rc = util_err(msg, -EHOSTUNREACH,
 				      "%s: cannot reach the S3 endpoint %s "
-				      "after %d attempts: %s",
+				      "after %d attempt%s: %s%s",
 				      d, s3->endpoint, c->attempt + 1,
-				      r->curl_error);
+				      c->attempt ? "s" : "", r->curl_error,
+				      cert ? " (a private certificate "
+					     "authority: set AWS_CA_BUNDLE "
+					     "to its certificate file)"
+					   : "");
 		} else if (r->error == -ETIMEDOUT) {
 			rc = util_err(msg, -ETIMEDOUT,
 				      "%s: %s: transfer stalled after %d "
@@ -1514,6 +1520,7 @@ int storage_s3_new(struct storage **out, uv_loop_t *loop, const char *bucket,
 
 	struct http_opts ho = {.max_transfers = s3->concurrency};
 	ho.verbose = getenv("WALRUST_HTTP_VERBOSE") != NULL;
+	ho.ca_bundle = s3_setting(NULL, "AWS_CA_BUNDLE");
 	if ((rc = http_new(&s3->http, loop, &ho, err)))
 		goto out;
 	*out = &s3->base;

@@ -28,6 +28,10 @@ Modes (p.set_mode): "pass" (normal), "down" (accept, then reset every
 connection at once), "refuse" (nothing listens: ECONNREFUSED), "hang"
 (accept and read, never answer). Leaving "pass" also drops open connections.
 
+TLS: `tls=ssl_context` (a server-side ssl.SSLContext) makes the proxy an
+HTTPS endpoint (p.endpoint is then https://...) in front of a plain-HTTP
+server: the client side of walrust's TLS against a real handshake.
+
 Counters: p.counts (requests by method), p.faults (by decision),
 p.log (method, path, decision, upstream status), p.connections.
 """
@@ -185,8 +189,10 @@ def _reset(sock):
 
 class FaultProxy:
     def __init__(self, upstream, rate=0.0, kinds=DEFAULT_KINDS, seed=0,
-                 stall_seconds=2.0, methods=None, cut_methods=None, port=0):
+                 stall_seconds=2.0, methods=None, cut_methods=None, port=0,
+                 tls=None):
         u = urllib.parse.urlsplit(upstream)
+        self.tls = tls
         self.upstream = (u.hostname, u.port or 80)
         self.rate = rate
         self.kinds = tuple(kinds)
@@ -210,7 +216,8 @@ class FaultProxy:
     # ---- control
     @property
     def endpoint(self):
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self):
         self._running = True
@@ -372,6 +379,18 @@ class FaultProxy:
     def _serve(self, client):
         self._track(client)
         client.settimeout(120)
+        if self.tls:
+            try:
+                tc = self.tls.wrap_socket(client, server_side=True)
+            except OSError as e:  # the client refused our certificate
+                self._record("TLS", "", "handshake-failed", str(e)[:80])
+                self._untrack(client)
+                client.close()
+                return
+            with self._lock:  # wrap_socket detached the plain socket
+                self._socks.discard(client)
+                self._socks.add(tc)
+            client = tc
         reader = _Reader(client)
         up = None
         try:
