@@ -76,6 +76,7 @@ static void ctl_help(FILE *f)
 	      "  hello                       the daemon's version and pid\n"
 	      "  snapshot DB                 snapshot database file DB now\n"
 	      "  restore NAME OUTPUT [--at TIME] [--txid N] [--force]\n"
+	      "          [--integrity-check full|quick|none]\n"
 	      "                              restore database NAME into the "
 	      "file OUTPUT\n"
 	      "  list                        the databases in the bucket\n"
@@ -111,6 +112,10 @@ static void ctl_help(FILE *f)
 	      "      --txid N          restore: state at transaction ID N\n"
 	      "      --force           restore: even over a database in use "
 	      "(non-empty -wal)\n"
+	      "      --integrity-check MODE\n"
+	      "                        restore: full (PRAGMA integrity_check, "
+	      "default),\n"
+	      "                        quick (quick_check) or none\n"
 	      "      --no-wait         sync: start shipping now, do not wait\n"
 	      "      --timeout SECONDS sync: give up (exit status 1) after "
 	      "SECONDS\n"
@@ -592,9 +597,13 @@ static void ctl_print_result(struct ctl *c, const json_t *r)
 		       *bucket && bucket[strlen(bucket) - 1] == '/' ? "" : "/",
 		       ctl_str(r, "key"));
 	} else if (strcmp(c->cmd, "restore") == 0) {
-		printf("restored %s to %s (txid %lld, at %s)\n",
+		const char *chk = ctl_str(r, "integrity_check");
+		printf("restored %s to %s (txid %lld, at %s; %s)\n",
 		       ctl_str(r, "name"), ctl_str(r, "output"),
-		       ctl_int(r, "txid"), ctl_str(r, "timestamp"));
+		       ctl_int(r, "txid"), ctl_str(r, "timestamp"),
+		       strcmp(chk, "none") == 0 ? "no integrity check"
+		       : strcmp(chk, "quick") == 0 ? "quick_check ok"
+						   : "integrity_check ok");
 	} else if (strcmp(c->cmd, "watch") == 0) {
 		printf("watching %s -> %s (%s, txid %lld in the replica)\n",
 		       ctl_str(r, "name"), ctl_str(r, "bucket"),
@@ -757,7 +766,15 @@ static int ctl_finish(struct ctl *c)
 
 /* ------------------------------------------------------------------ main */
 
-enum { OPT_JSON = 256, OPT_AT, OPT_TXID, OPT_FORCE, OPT_NO_WAIT, OPT_TIMEOUT };
+enum {
+	OPT_JSON = 256,
+	OPT_AT,
+	OPT_TXID,
+	OPT_FORCE,
+	OPT_NO_WAIT,
+	OPT_TIMEOUT,
+	OPT_CHECK
+};
 
 static const struct option ctl_options[] = {
 	{"socket", required_argument, NULL, 's'},
@@ -770,6 +787,7 @@ static const struct option ctl_options[] = {
 	{"at", required_argument, NULL, OPT_AT},
 	{"txid", required_argument, NULL, OPT_TXID},
 	{"force", no_argument, NULL, OPT_FORCE},
+	{"integrity-check", required_argument, NULL, OPT_CHECK},
 	{"no-wait", no_argument, NULL, OPT_NO_WAIT},
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
 	{NULL, 0, NULL, 0},
@@ -780,7 +798,7 @@ int main(int argc, char **argv)
 	struct ctl c = {0};
 	const struct wrp_command *cmd;
 	const char *sock = NULL, *bucket = NULL, *endpoint = NULL;
-	const char *at = NULL, *txid = NULL, *timeout = NULL;
+	const char *at = NULL, *txid = NULL, *timeout = NULL, *check = NULL;
 	char sockbuf[PATH_MAX], *path = NULL, *end;
 	json_t *args = NULL, *req = NULL;
 	bool force = false;
@@ -816,6 +834,9 @@ int main(int argc, char **argv)
 		case OPT_FORCE:
 			force = true;
 			break;
+		case OPT_CHECK:
+			check = optarg;
+			break;
 		case OPT_NO_WAIT:
 			c.no_wait = true;
 			break;
@@ -841,9 +862,15 @@ int main(int argc, char **argv)
 	cmd = wrp_command_find(c.cmd);
 	if (!cmd)
 		return ctl_usage_error("unknown command '%s'", c.cmd);
-	if ((at || txid || force) && strcmp(c.cmd, "restore"))
-		return ctl_usage_error("--at, --txid and --force are options "
-				       "of restore");
+	if ((at || txid || force || check) && strcmp(c.cmd, "restore"))
+		return ctl_usage_error("--at, --txid, --force and "
+				       "--integrity-check are options of "
+				       "restore");
+	if (check && strcmp(check, "full") && strcmp(check, "quick") &&
+	    strcmp(check, "none"))
+		return ctl_usage_error("--integrity-check: full, quick or "
+				       "none, not '%s'",
+				       check);
 	if ((c.no_wait || timeout) && strcmp(c.cmd, "sync"))
 		return ctl_usage_error("--no-wait and --timeout are options of "
 				       "sync");
@@ -920,6 +947,9 @@ int main(int argc, char **argv)
 		goto oom;
 	if (force && json_object_set_new(args, "force", json_true()))
 		goto oom;
+	if (check &&
+	    ctl_set_string(args, "integrity_check", "--integrity-check", check))
+		goto out;
 	if (c.no_wait && json_object_set_new(args, "wait", json_false()))
 		goto oom;
 	if (timeout &&

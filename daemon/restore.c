@@ -180,28 +180,31 @@ static char *restore_uri(const char *path)
 	return u;
 }
 
-static int restore_integrity(const char *path, char **err)
+/* PRAGMA integrity_check (mode "full") or quick_check ("quick") of the
+ * restored temp file. */
+static int restore_integrity(const char *path, const char *mode, char **err)
 {
 	char *uri = restore_uri(path);
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	int rc = -EIO;
+	const char *sql = strcmp(mode, "quick") == 0 ? "PRAGMA quick_check"
+						     : "PRAGMA integrity_check";
 	if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
 			    NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) !=
-		    SQLITE_OK) {
+	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		util_err(err, rc, "cannot open restored database: %s",
 			 db ? sqlite3_errmsg(db) : "out of memory");
 		goto out;
 	}
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		util_err(err, rc, "integrity_check did not run: %s",
+		util_err(err, rc, "%s did not run: %s", sql + 7,
 			 sqlite3_errmsg(db));
 		goto out;
 	}
 	const char *res = (const char *)sqlite3_column_text(st, 0);
 	if (!res || strcmp(res, "ok") != 0) {
-		util_err(err, rc, "integrity_check failed: %s",
+		util_err(err, rc, "%s failed: %s", sql + 7,
 			 res ? res : "(null)");
 		goto out;
 	}
@@ -547,6 +550,7 @@ int restore_run(struct job_ctx *j, json_t *args, json_t **result)
 	const char *pit = wrp_arg_string(args, "point_in_time");
 	long long want_txid = wrp_arg_int(args, "txid", 0);
 	bool force = wrp_arg_bool(args, "force", false);
+	const char *check = wrp_arg_string(args, "integrity_check");
 	struct restore r = {.j = j, .name = name};
 	size_t *plan = NULL;
 	char *tmp = NULL, *err = NULL, *walp = NULL, *shmp = NULL;
@@ -558,6 +562,15 @@ int restore_run(struct job_ctx *j, json_t *args, json_t **result)
 		rc = job_fail(j, -EINVAL, WRP_E_INVALID,
 			      "invalid database name \"%s\": a name is a file name without its extension (no \"/\", not \"..\")",
 			      name);
+		goto out;
+	}
+	if (!check)
+		check = "full";
+	if (strcmp(check, "full") && strcmp(check, "quick") &&
+	    strcmp(check, "none")) {
+		rc = job_fail(j, -EINVAL, WRP_E_INVALID,
+			      "integrity_check must be \"full\", \"quick\" or \"none\", not \"%s\"",
+			      check);
 		goto out;
 	}
 	if (output[0] != '/') {
@@ -643,8 +656,8 @@ int restore_run(struct job_ctx *j, json_t *args, json_t **result)
 	job_event(j, "progress",
 		  json_pack("{s:s,s:I,s:I}", "phase", "verify", "done",
 			    (json_int_t)0, "total", (json_int_t)1));
-	if (last.commit > 0) {
-		rc = restore_integrity(tmp, &err);
+	if (last.commit > 0 && strcmp(check, "none") != 0) {
+		rc = restore_integrity(tmp, check, &err);
 		if (rc < 0) {
 			rc = job_fail(j, rc, WRP_E_CHECKSUM, "%s", err);
 			goto out;
@@ -662,12 +675,13 @@ int restore_run(struct job_ctx *j, json_t *args, json_t **result)
 	util_fsync_dir(output);
 	char tsbuf[48];
 	util_rfc3339_ms(last.timestamp, tsbuf, sizeof tsbuf);
-	*result = json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:I,s:I}", "name", name,
-			    "output", output, "bucket", storage_describe(r.s),
-			    "txid", (json_int_t)last.max_txid, "timestamp",
-			    tsbuf, "files", (json_int_t)np, "pages",
+	*result = json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:I,s:I,s:s}", "name",
+			    name, "output", output, "bucket",
+			    storage_describe(r.s), "txid",
+			    (json_int_t)last.max_txid, "timestamp", tsbuf,
+			    "files", (json_int_t)np, "pages",
 			    (json_int_t)last.commit, "bytes",
-			    (json_int_t)r.bytes);
+			    (json_int_t)r.bytes, "integrity_check", check);
 	log_info("restored %s to %s: txid %" PRIu64 ", %zu files", name,
 		 output, last.max_txid, np);
 	rc = 0;

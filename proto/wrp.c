@@ -75,6 +75,7 @@ static const struct wrp_arg wrp_args_restore[] = {
 	{"point_in_time", WRP_STRING, false},
 	{"txid", WRP_INTEGER, false},
 	{"force", WRP_BOOLEAN, false},
+	{"integrity_check", WRP_STRING, false},
 	{NULL, WRP_STRING, false},
 };
 

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import time
 
@@ -763,3 +764,70 @@ def test_error_codes_are_documented():
         used = set(re.findall(r'code="(\w+)"', f.read()))
     used |= {c for _, c, _ in ERROR_LINES}
     assert used and used <= ERROR_CODES, used - ERROR_CODES
+
+
+def _db_with_a_lying_index(path):
+    """A database whose pages are all well-formed (quick_check: ok) but
+    whose index does not match its table (integrity_check reports the
+    rows missing from it): the index was built on column a, then its
+    schema entry rewritten to say column b."""
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t(a INTEGER, b INTEGER)")
+    con.executemany("INSERT INTO t VALUES(?, ?)",
+                    [(i, 1000 - i) for i in range(200)])
+    con.execute("CREATE INDEX t_a ON t(a)")
+    con.commit()
+    con.execute("PRAGMA writable_schema=ON")
+    con.execute("UPDATE sqlite_master SET sql='CREATE INDEX t_a ON t(b)' "
+                "WHERE name='t_a'")
+    con.commit()
+    con.close()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
+    con.close()
+
+
+def test_restore_integrity_check_modes(daemon, file_replica, tmp_path):
+    """--integrity-check full (the default) refuses a restored database
+    whose index does not match its table and leaves the output as it was;
+    quick (quick_check) and none accept it; every mode still verifies each
+    page against the LTX checksums (test_corrupt_object_...)."""
+    db = str(tmp_path / "src" / f"{NAME}.db")
+    os.makedirs(os.path.dirname(db))
+    _db_with_a_lying_index(db)
+    snapshot(daemon, db, file_replica)
+    out = tmp_path / "out.db"
+    out.write_bytes(b"keep me")
+    for flags in ((), ("--integrity-check", "full")):
+        r = restore_error(daemon, str(out), file_replica, *flags,
+                          code="checksum")
+        assert "integrity_check failed" in r.error["message"], r
+        assert out.read_bytes() == b"keep me"
+        assert not os.path.exists(str(out) + ".tmp")
+    for mode in ("quick", "none"):
+        res = restore(daemon, str(out), file_replica,
+                      "--integrity-check", mode).json
+        assert res["integrity_check"] == mode
+        assert dbtools.table_checksums(str(out)) == \
+            dbtools.table_checksums(db)
+        os.unlink(out)
+    # a healthy database: the default is full and says so
+    good = str(tmp_path / "src2" / "good.db")
+    os.makedirs(os.path.dirname(good))
+    dbtools.create_small_db(good)
+    snapshot(daemon, good, file_replica)
+    res = restore(daemon, str(tmp_path / "good-out.db"), file_replica,
+                  name="good").json
+    assert res["integrity_check"] == "full"
+    # a bad mode: a usage error in walrustctl, invalid_argument from the
+    # daemon
+    r = daemon.ctl("restore", NAME, str(out), "--integrity-check", "some",
+                   check=False, env=file_replica.env(),
+                   **file_replica.ctl_opts())
+    assert r.rc == 2 and "full, quick or none" in r.err, r
+    err = daemon.call("restore", name=NAME, output=str(out),
+                      bucket=file_replica.url, integrity_check="some")
+    assert not err["ok"] and err["error"]["code"] == "invalid_argument", err
+    assert not out.exists()
