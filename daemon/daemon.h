@@ -31,9 +31,10 @@ int storage_put_wait(struct storage *s, const char *key, int fd, uint64_t len,
 		     int64_t ts_ms, char **err);
 int storage_get_wait(struct storage *s, const char *key, int fd, char **err);
 /* Download several keys at once (the backend's concurrency limit applies);
- * fds[i] receives keys[i]. progress(arg, done, bytes) after each file. */
+ * fds[i] receives keys[i] (limit 0), or only its first `limit` bytes.
+ * progress(arg, done, bytes) after each file. */
 int storage_get_many_wait(struct storage *s, const char *const *keys,
-			  const int *fds, size_t n,
+			  const int *fds, size_t n, uint64_t limit,
 			  void (*progress)(void *arg, size_t done),
 			  void *arg, char **err);
 struct storage_listing {

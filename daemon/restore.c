@@ -3,8 +3,9 @@
  *
  * The algorithm (see replica.c for the plan):
  *  1. List the database's files across all levels. For a point in time,
- *     read each candidate's LTX header for its timestamp and ignore files
- *     newer than the target.
+ *     read each candidate's LTX header for its timestamp (a ranged GET of
+ *     its first 100 bytes, not the file) and ignore files newer than the
+ *     target.
  *  2. Plan: the newest usable snapshot, then the chain forward. A plan that
  *     stops short of the newest usable file means a gap in the replica; we
  *     fail instead of restoring short of the target (a known way other
@@ -22,11 +23,16 @@
  *     link of the chain checked (a file that starts right after its
  *     predecessor must have a pre-apply checksum equal to the predecessor's
  *     post-apply checksum, when both carry checksums), pages written in
- *     place, so the newest page wins; the file is cut to the final commit
- *     size; the lock page stays zero.
- *  5. Verify the whole image against the last post-apply checksum, fsync,
- *     run PRAGMA integrity_check on the temp file, and only then rename it
- *     over <out> and fsync the directory.
+ *     place in runs of consecutive pages, so the newest page wins, with
+ *     writeback started as we go; each downloaded file is dropped once
+ *     applied; the file is cut to the final commit size; the lock page
+ *     stays zero.
+ *  5. Verify the whole image against the last post-apply checksum (read
+ *     back; skipped for a plan that is a single snapshot, whose decoder
+ *     already summed exactly these pages against that checksum), fsync,
+ *     run PRAGMA integrity_check (or quick_check, or nothing, as asked) on
+ *     the temp file, and only then rename it over <out> and fsync the
+ *     directory.
  * Any failure removes "<out>.tmp" and leaves <out> exactly as it was. A
  * restore over a database whose "-wal" is not empty is refused (someone is
  * using it) unless forced; when we do replace <out>, stale -wal/-shm files
@@ -80,13 +86,35 @@ static void restore_progress(void *arg, size_t done)
 			    (json_int_t)done, "total", (json_int_t)r->total));
 }
 
+/* Download keys[0..m) into fds[0..m) (whole, or the first `limit` bytes):
+ * 0; -ENOENT with r->vanished set when one was gone (the caller plans
+ * again); else an error reported with job_fail. */
+static int restore_download(struct restore *r, const char **keys,
+			    const int *fds, size_t m, uint64_t limit)
+{
+	char *err = NULL;
+	r->total = m;
+	int rc = storage_get_many_wait(r->s, keys, fds, m, limit,
+				       restore_progress, r, &err);
+	if (rc == -ENOENT) {
+		/* Listed, then gone: not a gap. The caller plans again. */
+		free(r->vanished);
+		r->vanished = strdup(err ? err : "not found");
+	} else if (rc < 0) {
+		rc = job_fail(r->j, rc, storage_error_code(rc),
+			      "download from %s failed: %s",
+			      storage_describe(r->s), err ? err : strerror(-rc));
+	}
+	free(err);
+	return rc;
+}
+
 /* Download files[idx[0..n)] that are not downloaded yet. */
 static int restore_fetch(struct restore *r, const size_t *idx, size_t n)
 {
 	const char **keys = calloc(n + 1, sizeof *keys);
 	int *fds = calloc(n + 1, sizeof *fds);
 	size_t m = 0;
-	char *err = NULL;
 	int rc = 0;
 	if (!keys || !fds) {
 		rc = job_fail(r->j, -ENOMEM, WRP_E_INTERNAL, "out of memory");
@@ -107,18 +135,7 @@ static int restore_fetch(struct restore *r, const size_t *idx, size_t n)
 		keys[m] = r->files[k].key;
 		fds[m++] = fd;
 	}
-	r->total = m;
-	rc = storage_get_many_wait(r->s, keys, fds, m, restore_progress, r,
-				   &err);
-	if (rc == -ENOENT) {
-		/* Listed, then gone: not a gap. The caller plans again. */
-		free(r->vanished);
-		r->vanished = strdup(err ? err : "not found");
-	} else if (rc < 0) {
-		rc = job_fail(r->j, rc, storage_error_code(rc),
-			      "download from %s failed: %s",
-			      storage_describe(r->s), err ? err : strerror(-rc));
-	}
+	rc = restore_download(r, keys, fds, m, 0);
 	for (size_t i = 0; rc == 0 && i < m; i++) {
 		struct stat st;
 		if (fstat(fds[i], &st) == 0)
@@ -127,36 +144,60 @@ static int restore_fetch(struct restore *r, const size_t *idx, size_t n)
 out:
 	free(keys);
 	free(fds);
-	free(err);
 	return rc;
 }
 
-/* Read the LTX header of each file (downloading it) to learn timestamps. */
+/* Headers are fetched this many files at a time (one temp file each). */
+#define RESTORE_HEADER_BATCH 64
+
+/* Learn the timestamp of every file up to target from its LTX header: a
+ * ranged GET of the header's bytes only, never the whole file (a point in
+ * time in a replica with many large snapshots would otherwise download
+ * all of them). */
 static int restore_timestamps(struct restore *r, uint64_t target)
 {
 	size_t *idx = calloc(r->n + 1, sizeof *idx), m = 0;
+	const char *keys[RESTORE_HEADER_BATCH];
+	int fds[RESTORE_HEADER_BATCH];
+	size_t nfd = 0;
 	int rc = 0;
 	if (!idx)
 		return job_fail(r->j, -ENOMEM, WRP_E_INTERNAL, "out of memory");
 	for (size_t i = 0; i < r->n; i++)
 		if (r->files[i].max_txid <= target)
 			idx[m++] = i;
-	rc = restore_fetch(r, idx, m);
-	for (size_t i = 0; rc == 0 && i < m; i++) {
-		uint8_t buf[LTX_HEADER_SIZE];
-		struct ltx_header h;
-		char *err = NULL;
-		struct replica_file *f = &r->files[idx[i]];
-		if (util_pread_all(r->fds[idx[i]], buf, sizeof buf, 0) !=
-			    (ssize_t)sizeof buf ||
-		    ltx_header_decode(&h, buf, &err) < 0) {
-			rc = job_fail(r->j, -EINVAL, WRP_E_CHECKSUM,
-				      "%s: bad LTX header: %s", f->key,
-				      err ? err : "file too short");
-			free(err);
-			break;
+	for (size_t at = 0; rc == 0 && at < m; at += RESTORE_HEADER_BATCH) {
+		size_t k = m - at < RESTORE_HEADER_BATCH ? m - at
+							 : RESTORE_HEADER_BATCH;
+		for (nfd = 0; nfd < k; nfd++) {
+			if ((fds[nfd] = util_tmpfile()) < 0) {
+				rc = job_fail(r->j, fds[nfd], WRP_E_IO,
+					      "cannot create a temp file: %s",
+					      strerror(-fds[nfd]));
+				break;
+			}
+			keys[nfd] = r->files[idx[at + nfd]].key;
 		}
-		f->timestamp = h.timestamp;
+		if (rc == 0)
+			rc = restore_download(r, keys, fds, k, LTX_HEADER_SIZE);
+		for (size_t i = 0; rc == 0 && i < k; i++) {
+			uint8_t buf[LTX_HEADER_SIZE];
+			struct ltx_header h;
+			char *err = NULL;
+			struct replica_file *f = &r->files[idx[at + i]];
+			if (util_pread_all(fds[i], buf, sizeof buf, 0) !=
+				    (ssize_t)sizeof buf ||
+			    ltx_header_decode(&h, buf, &err) < 0) {
+				rc = job_fail(r->j, -EINVAL, WRP_E_CHECKSUM,
+					      "%s: bad LTX header: %s", f->key,
+					      err ? err : "file too short");
+				free(err);
+				break;
+			}
+			f->timestamp = h.timestamp;
+		}
+		for (size_t i = 0; i < nfd; i++)
+			close(fds[i]);
 	}
 	free(idx);
 	return rc;
@@ -216,30 +257,82 @@ out:
 	return rc;
 }
 
-/* Database checksum of the image in fd (commit pages of page_size). */
+/* Database checksum of the image in fd (commit pages of page_size), read
+ * in runs of RESTORE_RUN_BYTES. */
+static int restore_db_checksum(int fd, uint32_t page_size, uint32_t commit,
+			       uint64_t *out);
+
+/* Pages are written in runs of consecutive page numbers, up to this many
+ * bytes per pwrite (a 4 KiB pwrite per page costs more in the kernel than
+ * decoding the page); writeback of what is written is started every
+ * RESTORE_WRITEBACK bytes, so that the final fsync finds little left to do
+ * and the disk works while we decode. */
+#define RESTORE_RUN_BYTES (256 * 1024)
+#define RESTORE_WRITEBACK ((off_t)32 * 1024 * 1024)
+
 static int restore_db_checksum(int fd, uint32_t page_size, uint32_t commit,
 			       uint64_t *out)
 {
-	uint8_t *page = malloc(page_size);
-	if (!page)
+	uint32_t per = page_size >= RESTORE_RUN_BYTES
+			       ? 1
+			       : RESTORE_RUN_BYTES / page_size;
+	uint8_t *buf = malloc((size_t)per * page_size);
+	if (!buf)
 		return -ENOMEM;
 	uint32_t lock = ltx_lock_pgno(page_size);
 	uint64_t c = 0;
 	int rc = 0;
-	for (uint32_t pg = 1; pg <= commit; pg++) {
-		if (pg == lock)
-			continue;
-		ssize_t n = util_pread_all(fd, page, page_size,
-					   (off_t)(pg - 1) * page_size);
-		if (n != (ssize_t)page_size) {
-			rc = n < 0 ? (int)n : -EIO;
+	for (uint32_t pg = 1; pg <= commit && rc == 0; pg += per) {
+		uint32_t k = commit - pg + 1 < per ? commit - pg + 1 : per;
+		size_t len = (size_t)k * page_size;
+		ssize_t got = util_pread_all(fd, buf, len,
+					     (off_t)(pg - 1) * page_size);
+		if (got != (ssize_t)len) {
+			rc = got < 0 ? (int)got : -EIO;
 			break;
 		}
-		c ^= ltx_page_checksum(pg, page, page_size);
+		for (uint32_t i = 0; i < k; i++)
+			if (pg + i != lock)
+				c ^= ltx_page_checksum(
+					pg + i, buf + (size_t)i * page_size,
+					page_size);
 	}
-	free(page);
+	free(buf);
 	*out = LTX_CHECKSUM_FLAG | c;
 	return rc;
+}
+
+struct restore_out {
+	int fd;
+	uint8_t *buf;	  /* the run: pages first..first+n-1 */
+	uint32_t cap;	  /* pages it holds */
+	uint32_t n, first;
+	uint32_t page_size;
+	off_t unsynced_from, written_to;
+};
+
+static int restore_out_flush(struct restore_out *o)
+{
+	if (!o->n)
+		return 0;
+	off_t off = (off_t)(o->first - 1) * o->page_size;
+	size_t len = (size_t)o->n * o->page_size;
+	int rc = util_pwrite_all(o->fd, o->buf, len, off);
+	o->n = 0;
+	if (rc < 0)
+		return rc;
+	if (off + (off_t)len > o->written_to)
+		o->written_to = off + (off_t)len;
+#ifdef SYNC_FILE_RANGE_WRITE
+	if (o->written_to - o->unsynced_from >= RESTORE_WRITEBACK) {
+		/* advisory: fsync still decides durability */
+		(void)sync_file_range(o->fd, o->unsynced_from,
+				      o->written_to - o->unsynced_from,
+				      SYNC_FILE_RANGE_WRITE);
+		o->unsynced_from = o->written_to;
+	}
+#endif
+	return 0;
 }
 
 /* Apply the plan to out_fd; *last gets the final header. */
@@ -248,12 +341,16 @@ static int restore_apply(struct restore *r, const size_t *plan, size_t n,
 {
 	memset(last, 0, sizeof *last);
 	struct ltx_dec *d = NULL;
-	uint8_t *page = NULL;
+	struct restore_out o = {.fd = out_fd};
 	uint64_t prev_post = 0, prev_max = 0, post = 0, fck;
 	uint32_t page_size = 0;
 	int rc = 0;
 	char *err = NULL;
 	const char *cur = "?";
+	/* A plan that is one snapshot with checksums: its decoder has already
+	 * checked that the pages add up to the post-apply checksum, so the
+	 * read-back below would only repeat that. */
+	bool snapshot_only = false;
 	*pages = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct replica_file *f = &r->files[plan[i]];
@@ -277,8 +374,12 @@ static int restore_apply(struct restore *r, const size_t *plan, size_t n,
 		}
 		if (page_size == 0) {
 			page_size = h->page_size;
-			page = malloc(page_size);
-			if (!page) {
+			o.page_size = page_size;
+			o.cap = page_size >= RESTORE_RUN_BYTES
+					? 1
+					: RESTORE_RUN_BYTES / page_size;
+			o.buf = malloc((size_t)o.cap * page_size);
+			if (!o.buf) {
 				rc = job_fail(r->j, -ENOMEM, WRP_E_INTERNAL,
 					      "out of memory");
 				goto out;
@@ -299,20 +400,34 @@ static int restore_apply(struct restore *r, const size_t *plan, size_t n,
 				 h->pre_apply_checksum, prev_post);
 			goto bad;
 		}
+		snapshot_only = n == 1 && ltx_header_is_snapshot(h) &&
+				!(h->flags & LTX_FLAG_NO_CHECKSUM);
 		uint32_t pgno;
-		while ((rc = ltx_dec_page(d, &pgno, page, &err)) == 1) {
-			rc = util_pwrite_all(out_fd, page, page_size,
-					     (off_t)(pgno - 1) * page_size);
-			if (rc < 0) {
-				rc = job_fail(r->j, rc, WRP_E_IO,
-					      "cannot write the restored database: %s",
-					      strerror(-rc));
-				goto out;
+		for (;;) {
+			/* decode straight into the run buffer's next slot */
+			if (o.n == o.cap && (rc = restore_out_flush(&o)) < 0)
+				goto werr;
+			uint8_t *slot = o.buf + (size_t)o.n * page_size;
+			rc = ltx_dec_page(d, &pgno, slot, &err);
+			if (rc != 1)
+				break;
+			if (o.n && pgno != o.first + o.n) {
+				/* the page does not extend the run: write the
+				 * run, then start a new one with this page */
+				if ((rc = restore_out_flush(&o)) < 0)
+					goto werr;
+				memmove(o.buf, slot, page_size);
+				o.n = 0;
 			}
+			if (!o.n)
+				o.first = pgno;
+			o.n++;
 			(*pages)++;
 		}
 		if (rc < 0)
 			goto bad;
+		if ((rc = restore_out_flush(&o)) < 0)
+			goto werr;
 		rc = ltx_dec_finish(d, &post, &fck, &err);
 		if (rc < 0)
 			goto bad;
@@ -321,6 +436,10 @@ static int restore_apply(struct restore *r, const size_t *plan, size_t n,
 		prev_max = h->max_txid;
 		ltx_dec_free(d);
 		d = NULL;
+		/* applied: free the downloaded copy now, before the kernel
+		 * spends disk bandwidth writing it back */
+		close(fd);
+		r->fds[plan[i]] = -1;
 		job_event(r->j, "progress",
 			  json_pack("{s:s,s:I,s:I}", "phase", "apply", "done",
 				    (json_int_t)(i + 1), "total", (json_int_t)n));
@@ -330,7 +449,7 @@ static int restore_apply(struct restore *r, const size_t *plan, size_t n,
 			      strerror(errno));
 		goto out;
 	}
-	if (post) {
+	if (post && !snapshot_only) {
 		uint64_t have;
 		rc = restore_db_checksum(out_fd, page_size, last->commit, &have);
 		if (rc < 0) {
@@ -349,12 +468,16 @@ static int restore_apply(struct restore *r, const size_t *plan, size_t n,
 	}
 	rc = 0;
 	goto out;
+werr:
+	rc = job_fail(r->j, rc, WRP_E_IO,
+		      "cannot write the restored database: %s", strerror(-rc));
+	goto out;
 bad:
 	job_fail(r->j, rc, WRP_E_CHECKSUM, "corrupt replica file %s: %s", cur,
 		 err ? err : strerror(-rc));
 out:
 	ltx_dec_free(d);
-	free(page);
+	free(o.buf);
 	free(err);
 	return rc;
 }

@@ -180,7 +180,7 @@ out:
 }
 
 static int storage_file_get(struct storage *s, const char *key, int fd,
-			    storage_cb cb, void *arg)
+			    uint64_t limit, storage_cb cb, void *arg)
 {
 	struct storage_file *f = (struct storage_file *)s;
 	if (!storage_file_key_ok(key))
@@ -204,7 +204,10 @@ static int storage_file_get(struct storage *s, const char *key, int fd,
 			 strerror(errno));
 		goto out;
 	}
-	rc = storage_file_copy(in, 0, fd, 0, (uint64_t)st.st_size);
+	uint64_t len = (uint64_t)st.st_size;
+	if (limit && limit < len)
+		len = limit;
+	rc = storage_file_copy(in, 0, fd, 0, len);
 	if (rc < 0) {
 		util_err(&op->err, rc, "cannot copy %s: %s", path, strerror(-rc));
 		rc = -EIO;

@@ -979,8 +979,9 @@ static void s3_get_done(struct s3_call *c, int status, const char *err,
 }
 
 static int storage_s3_get(struct storage *s, const char *key, int fd,
-			  storage_cb cb, void *arg)
+			  uint64_t limit, storage_cb cb, void *arg)
 {
+	char range[64];
 	struct s3 *s3 = (struct s3 *)s;
 	struct s3_get *g = NULL;
 	struct s3_call *c = NULL;
@@ -994,6 +995,12 @@ static int storage_s3_get(struct storage *s, const char *key, int fd,
 	    !(c->path = s3_object_path(s3, c->key)) ||
 	    !(c->query = strdup("")))
 		goto out;
+	if (limit) {
+		/* 206 with the first bytes (all of a shorter object) */
+		snprintf(range, sizeof range, "bytes=0-%" PRIu64, limit - 1);
+		if (s3_call_header(c, "range", range))
+			goto out;
+	}
 	g->cb = cb;
 	g->arg = arg;
 	c->sink = HTTP_SINK_FD;

@@ -82,7 +82,13 @@ int storage_put(struct storage *s, const char *key, int fd, uint64_t len,
 int storage_get(struct storage *s, const char *key, int fd, storage_cb cb,
 		void *arg)
 {
-	return s->ops->get(s, key, fd, cb, arg);
+	return s->ops->get(s, key, fd, 0, cb, arg);
+}
+
+int storage_get_head(struct storage *s, const char *key, int fd,
+		     uint64_t limit, storage_cb cb, void *arg)
+{
+	return s->ops->get(s, key, fd, limit ? limit : 1, cb, arg);
 }
 
 int storage_list(struct storage *s, const char *prefix, const char *delimiter,
@@ -188,14 +194,15 @@ int storage_get_wait(struct storage *s, const char *key, int fd, char **err)
 }
 
 int storage_get_many_wait(struct storage *s, const char *const *keys,
-			  const int *fds, size_t n,
+			  const int *fds, size_t n, uint64_t limit,
 			  void (*progress)(void *arg, size_t done), void *arg,
 			  char **err)
 {
 	struct storage_waiter w = {.progress = progress, .progress_arg = arg};
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
-		rc = storage_get(s, keys[i], fds[i], storage_waiter_done, &w);
+		rc = s->ops->get(s, keys[i], fds[i], limit,
+				 storage_waiter_done, &w);
 		if (rc < 0) {
 			util_err(err, rc, "cannot start download of %s",
 				 keys[i]);

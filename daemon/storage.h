@@ -68,6 +68,10 @@ int storage_put(struct storage *s, const char *key, int fd, uint64_t len,
  * rewritten on a retry). */
 int storage_get(struct storage *s, const char *key, int fd, storage_cb cb,
 		void *arg);
+/* Download only the first `limit` bytes of `key` (S3: a ranged GET), or
+ * the whole object when it is shorter. */
+int storage_get_head(struct storage *s, const char *key, int fd,
+		     uint64_t limit, storage_cb cb, void *arg);
 /* List every key under `prefix` (all pages). With delimiter "/", keys
  * directly under prefix come in keys[] and deeper ones are rolled up into
  * prefixes[] ("app/"), as S3 does. */
@@ -87,7 +91,9 @@ struct storage_ops {
 	const char *name;
 	int (*put)(struct storage *, const char *, int, uint64_t, int64_t,
 		   storage_cb, void *);
-	int (*get)(struct storage *, const char *, int, storage_cb, void *);
+	/* limit 0: the whole object; else its first `limit` bytes */
+	int (*get)(struct storage *, const char *, int, uint64_t, storage_cb,
+		   void *);
 	int (*list)(struct storage *, const char *, const char *,
 		    storage_list_cb, void *);
 	int (*del)(struct storage *, const char *const *, size_t, storage_cb,

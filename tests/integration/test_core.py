@@ -140,6 +140,19 @@ def test_snapshot_result_key(daemon, replica, tmp_path):
 
 
 # ---------------------------------------------------------- point in time
+def three_snapshots(daemon, rep, db, change):
+    """Snapshot db three times ~1.2 s apart, change(i) before the 2nd and
+    3rd: ([table checksums at each], [snapshot results])."""
+    states, snaps = [], []
+    for i in range(3):
+        if i:
+            time.sleep(1.2)
+            change(i)
+        states.append(dbtools.table_checksums(db))
+        snaps.append(snapshot(daemon, db, rep).json)
+    return states, snaps
+
+
 def test_point_in_time(daemon, s3_replica, tmp_path):
     """Three snapshots ~1.2 s apart with changes between: --at between the
     2nd and 3rd gives the 2nd state, --txid picks a snapshot, no flag gives
@@ -149,15 +162,12 @@ def test_point_in_time(daemon, s3_replica, tmp_path):
     db = str(tmp_path / "src" / f"{NAME}.db")
     os.makedirs(os.path.dirname(db))
     dbtools.create_small_db(db, rows=200)
-    states, snaps = [], []
-    for i in range(3):
-        if i:
-            time.sleep(1.2)
-            dbtools.execute(db, "INSERT INTO items(label, data) VALUES(?,?)",
-                            (f"state {i}", os.urandom(5000)))
-            dbtools.execute(db, "DELETE FROM items WHERE id=?", (i * 7,))
-        states.append(dbtools.table_checksums(db))
-        snaps.append(snapshot(daemon, db, rep).json)
+
+    def change(i):
+        dbtools.execute(db, "INSERT INTO items(label, data) VALUES(?,?)",
+                        (f"state {i}", os.urandom(5000)))
+        dbtools.execute(db, "DELETE FROM items WHERE id=?", (i * 7,))
+    states, snaps = three_snapshots(daemon, rep, db, change)
     txids = [s["txid"] for s in snaps]
     assert txids == sorted(set(txids)), txids
     t = [parse_time(s["timestamp"]) for s in snaps]
@@ -187,6 +197,38 @@ def test_point_in_time(daemon, s3_replica, tmp_path):
     first = snaps[0]["timestamp"]
     assert first in err["message"] or first[:19] in err["message"], err
     assert not os.path.exists(out)
+
+
+def test_point_in_time_reads_headers_not_files(daemon, s3_replica,
+                                              tmp_path):
+    """To find the state at a time, restore needs each file's timestamp
+    from its 100-byte LTX header: it asks for those bytes (a ranged GET)
+    and downloads in full only the files of the plan, not every snapshot
+    before the target (at a proxy: one whole-object GET, the 2nd
+    snapshot's; a ranged GET for each of the three)."""
+    db = str(tmp_path / "src" / f"{NAME}.db")
+    os.makedirs(os.path.dirname(db))
+    dbtools.create_db(db, size_mb=2)
+    states, snaps = three_snapshots(
+        daemon, s3_replica, db, lambda i: dbtools.execute(
+            db, "INSERT INTO kv VALUES(?, ?)", (f"pit-{i}", os.urandom(3000))))
+    t = [parse_time(s["timestamp"]) for s in snaps]
+    with FaultProxy(s3_replica.endpoint) as p:
+        rep = s3_replica.via(p.endpoint)
+        out = str(tmp_path / "out.db")
+        r = restore(daemon, out, rep, "--at",
+                    format_time(t[1] + (t[2] - t[1]) / 2)).json
+        gets = list(p.gets)
+    assert r["txid"] == snaps[1]["txid"]
+    assert dbtools.table_checksums(out) == states[1]
+    ltx = [(path, rng) for path, rng in gets if path.split("?")[0]
+           .endswith(".ltx")]
+    whole = [path for path, rng in ltx if rng is None]
+    ranged = [path for path, rng in ltx if rng is not None]
+    assert len(whole) == 1 and whole[0].endswith(snaps[1]["key"].split(
+        "/")[-1]), gets
+    assert len(ranged) == 3 and all(rng == "bytes=0-99" for _, rng in ltx
+                                    if rng), gets
 
 
 # ---------------------------------------------------------------- faults

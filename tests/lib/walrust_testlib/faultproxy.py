@@ -33,7 +33,8 @@ HTTPS endpoint (p.endpoint is then https://...) in front of a plain-HTTP
 server: the client side of walrust's TLS against a real handshake.
 
 Counters: p.counts (requests by method), p.faults (by decision),
-p.log (method, path, decision, upstream status), p.connections.
+p.log (method, path, decision, upstream status), p.connections,
+p.gets (path, Range header or None) of every GET.
 """
 
 import collections
@@ -205,6 +206,7 @@ class FaultProxy:
         self.counts = collections.Counter()
         self.faults = collections.Counter()
         self.log = []
+        self.gets = []
         self.connections = 0
         self._script = collections.deque()
         self._lock = threading.Lock()
@@ -406,6 +408,8 @@ class FaultProxy:
                 method, target, _ = start.split(" ", 2)
                 with self._lock:
                     self.counts[method] += 1
+                    if method == "GET":
+                        self.gets.append((target, _get(headers, "Range")))
                 # the request body
                 expect = _get(headers, "Expect")
                 headers = [(k, v) for k, v in headers
