@@ -677,6 +677,16 @@ def render_md(res):
         f"| restore MB/s vs a reference that also writes + fsyncs the "
         f"file (context) | {rng('walrust_restore_mbps')} | "
         f"{rng('ref_restore_write_mbps')} | {fmt(r, 2)} | | |")
+    r = s.get("restore_nocheck_ratio")
+    lines.append(
+        f"| restore MB/s with --integrity-check none (LTX checksums only; "
+        f"context) | {rng('walrust_restore_nocheck_mbps')} | "
+        f"{rng('ref_restore_mbps')} | {fmt(r, 2)} | | |")
+    r = s.get("restore_nocheck_ratio_vs_write_ref")
+    lines.append(
+        f"| the same vs the reference that also writes + fsyncs "
+        f"(context) | {rng('walrust_restore_nocheck_mbps')} | "
+        f"{rng('ref_restore_write_mbps')} | {fmt(r, 2)} | | |")
     idle = res.get("walrustd_idle_tree") or {}
     lines.append("")
     lines.append(f"walrustd idle (supervisor + worker, before any job): RSS "
@@ -864,6 +874,24 @@ def main():
                 for suffix in ("", "-wal", "-shm"):
                     if os.path.exists(out_db + suffix):
                         os.unlink(out_db + suffix)
+                # the same restore without the PRAGMA integrity_check of
+                # the result (every page still verified against the LTX
+                # checksums): the transfer itself, against the reference
+                wall, nres, nrss = timed_ctl(
+                    wd, ["restore", res["name"], out_db,
+                         "--integrity-check", "none"], 3600)
+                rr["restore_nocheck"] = {"wall_s": wall, "result": nres,
+                                         "rss": nrss}
+                log(f"rep {rep}: restore --integrity-check none {wall:.2f} s "
+                    f"({db_bytes / MB / wall:.1f} MB/s), peak tree RSS "
+                    f"{nrss['peak_tree_rss_kb']} kB")
+                ok, check = verify_db(out_db, meta["rows"])
+                if not ok or os.path.getsize(out_db) != db_bytes:
+                    raise RuntimeError(f"restore (no check) check failed: "
+                                       f"{check}")
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(out_db + suffix):
+                        os.unlink(out_db + suffix)
 
                 # reference (a): read + LZ4 page by page
                 ref = ref_lz4(ref_exe, db_path,
@@ -894,6 +922,8 @@ def main():
                 rr["mbps"] = {
                     "walrust_snapshot": db_bytes / MB / sw,
                     "walrust_restore": db_bytes / MB / rw,
+                    "walrust_restore_nocheck": db_bytes / MB
+                    / rr["restore_nocheck"]["wall_s"],
                     "ref_snapshot": db_bytes / MB / ref_s,
                     "ref_restore": db_bytes / MB / ref_r,
                     "ref_compress": db_bytes / MB / ref["compress_s"],
@@ -940,7 +970,8 @@ def main():
             return out
 
         s = {}
-        for k in ("walrust_snapshot", "walrust_restore", "ref_snapshot",
+        for k in ("walrust_snapshot", "walrust_restore",
+                  "walrust_restore_nocheck", "ref_snapshot",
                   "ref_restore", "ref_compress", "ref_decompress",
                   "ref_decompress_write", "ref_restore_write",
                   "curl_put_obj", "curl_get_obj"):
@@ -957,6 +988,14 @@ def main():
         w, r = s["walrust_restore_mbps"], s["ref_restore_write_mbps"]
         s["restore_ratio_vs_write_ref"] = (w["median"] / r["median"]
                                            if w and r else None)
+        w = s["walrust_restore_nocheck_mbps"]
+        r, rw = s["ref_restore_mbps"], s["ref_restore_write_mbps"]
+        s["restore_nocheck_ratio"] = (w["median"] / r["median"]
+                                      if w and r else None)
+        s["restore_nocheck_ratio_vs_write_ref"] = (
+            w["median"] / rw["median"] if w and rw else None)
+        s["restore_nocheck_peak_tree_rss_kb"] = summary(
+            col(["restore_nocheck", "rss", "peak_tree_rss_kb"]))
         objs = col(["snapshot", "result", "bytes"])
         s["snapshot_object_mb"] = med(objs) / MB if objs else None
         s["walrust_compression_ratio"] = (db_bytes / med(objs)

@@ -53,6 +53,8 @@
 #define HTTP_DEFAULT_LOW_SPEED_TIME 10L
 #define HTTP_DEFAULT_SINK_MAX (16u << 20)
 #define HTTP_BUFFER_SIZE (256L * 1024)
+/* Upload buffers: up to max_transfers multipart parts go at once. */
+#define HTTP_UPLOAD_BUFFER_SIZE (128L * 1024)
 
 struct http;
 
@@ -669,8 +671,9 @@ static int http_xfer_setup(struct http *h, struct http_xfer *x,
 		curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
 		/* Large buffers only for large bodies: a worker may have a
 		 * thousand small uploads in flight. */
-		long ub = x->body_len < HTTP_BUFFER_SIZE ? (long)x->body_len
-							 : HTTP_BUFFER_SIZE;
+		long ub = x->body_len < HTTP_UPLOAD_BUFFER_SIZE
+				  ? (long)x->body_len
+				  : HTTP_UPLOAD_BUFFER_SIZE;
 		curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE,
 				 ub < 16384 ? 16384L : ub);
 	}

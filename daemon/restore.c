@@ -231,8 +231,12 @@ static int restore_integrity(const char *path, const char *mode, char **err)
 	int rc = -EIO;
 	const char *sql = strcmp(mode, "quick") == 0 ? "PRAGMA quick_check"
 						     : "PRAGMA integrity_check";
+	/* a 512 KiB page cache (SQLite's default is 2 MiB): measured on a
+	 * 1 GiB database, integrity_check is no slower with it */
 	if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
 			    NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, "PRAGMA cache_size=-512", NULL, NULL, NULL) !=
+		    SQLITE_OK ||
 	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
 		util_err(err, rc, "cannot open restored database: %s",
 			 db ? sqlite3_errmsg(db) : "out of memory");
