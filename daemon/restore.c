@@ -261,11 +261,6 @@ out:
 	return rc;
 }
 
-/* Database checksum of the image in fd (commit pages of page_size), read
- * in runs of RESTORE_RUN_BYTES. */
-static int restore_db_checksum(int fd, uint32_t page_size, uint32_t commit,
-			       uint64_t *out);
-
 /* Pages are written in runs of consecutive page numbers, up to this many
  * bytes per pwrite (a 4 KiB pwrite per page costs more in the kernel than
  * decoding the page); writeback of what is written is started every
@@ -274,6 +269,8 @@ static int restore_db_checksum(int fd, uint32_t page_size, uint32_t commit,
 #define RESTORE_RUN_BYTES (256 * 1024)
 #define RESTORE_WRITEBACK ((off_t)32 * 1024 * 1024)
 
+/* Database checksum of the image in fd (commit pages of page_size), read
+ * in runs of RESTORE_RUN_BYTES. */
 static int restore_db_checksum(int fd, uint32_t page_size, uint32_t commit,
 			       uint64_t *out)
 {
