@@ -808,29 +808,6 @@ def test_error_codes_are_documented():
     assert used and used <= ERROR_CODES, used - ERROR_CODES
 
 
-def _db_with_a_lying_index(path):
-    """A database whose pages are all well-formed (quick_check: ok) but
-    whose index does not match its table (integrity_check reports the
-    rows missing from it): the index was built on column a, then its
-    schema entry rewritten to say column b."""
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("CREATE TABLE t(a INTEGER, b INTEGER)")
-    con.executemany("INSERT INTO t VALUES(?, ?)",
-                    [(i, 1000 - i) for i in range(200)])
-    con.execute("CREATE INDEX t_a ON t(a)")
-    con.commit()
-    con.execute("PRAGMA writable_schema=ON")
-    con.execute("UPDATE sqlite_master SET sql='CREATE INDEX t_a ON t(b)' "
-                "WHERE name='t_a'")
-    con.commit()
-    con.close()
-    con = sqlite3.connect(path)
-    assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-    assert con.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
-    con.close()
-
-
 def test_restore_integrity_check_modes(daemon, file_replica, tmp_path):
     """--integrity-check full (the default) refuses a restored database
     whose index does not match its table and leaves the output as it was;
@@ -838,7 +815,7 @@ def test_restore_integrity_check_modes(daemon, file_replica, tmp_path):
     page against the LTX checksums (test_corrupt_object_...)."""
     db = str(tmp_path / "src" / f"{NAME}.db")
     os.makedirs(os.path.dirname(db))
-    _db_with_a_lying_index(db)
+    dbtools.create_db_with_a_lying_index(db)
     snapshot(daemon, db, file_replica)
     out = tmp_path / "out.db"
     out.write_bytes(b"keep me")

@@ -13,6 +13,7 @@ import time
 import pytest
 
 import walrust
+from walrust_testlib import dbtools
 
 from wrpy_helpers import PYDIR, clean_env
 from wrpy_helpers import add_rows, dump, integrity, make_db
@@ -252,6 +253,36 @@ def test_restore_refuses_output_in_use_without_force(target, aws_env,
     # idle and existing: replaced without force
     ws.restore("app", str(out))
     assert dump(out) == dump(db)
+
+
+def test_restore_integrity_check_modes(target, aws_env, tmp_path):
+    """integrity_check= reaches the daemon: a database whose index does not
+    match its table fails the default (full) check with the output
+    untouched, and restores with quick and none; a bad mode is refused
+    before any request."""
+    t = aws_env(target)
+    ws = walrust.Walrust(t.url, endpoint=t.endpoint)
+    db = str(tmp_path / "app.db")
+    dbtools.create_db_with_a_lying_index(db)
+    ws.snapshot(db)
+    out = tmp_path / "o.db"
+    out.write_bytes(b"precious")
+    for kw in ({}, {"integrity_check": "full"}):
+        with pytest.raises(walrust.ChecksumMismatchError) as ei:
+            ws.restore("app", str(out), force=True, **kw)
+        assert "integrity_check failed" in str(ei.value)
+        assert out.read_bytes() == b"precious"
+    for mode in ("quick", "none"):
+        o = tmp_path / f"o-{mode}.db"
+        ws.restore("app", str(o), integrity_check=mode)
+        assert dump(o) == dump(db)
+    with pytest.raises(walrust.InvalidArgumentError) as ei:
+        ws.restore("app", str(out), integrity_check="thorough")
+    assert "integrity_check" in str(ei.value)
+    assert out.read_bytes() == b"precious"
+    walrust.restore("app", str(tmp_path / "o-fn.db"), t.url, t.endpoint,
+                    integrity_check="quick")
+    assert dump(tmp_path / "o-fn.db") == dump(db)
 
 
 def test_invalid_name(target, aws_env, tmp_path):

@@ -210,6 +210,29 @@ def create_small_db(path, rows=100, seed=1, blob=200):
     con.close()
 
 
+def create_db_with_a_lying_index(path):
+    """A WAL database whose pages are all well-formed (quick_check: ok) but
+    whose index does not match its table (integrity_check reports the rows
+    missing from it): the index was built on column a, then its schema
+    entry rewritten to say column b."""
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t(a INTEGER, b INTEGER)")
+    con.executemany("INSERT INTO t VALUES(?, ?)",
+                    [(i, 1000 - i) for i in range(200)])
+    con.execute("CREATE INDEX t_a ON t(a)")
+    con.commit()
+    con.execute("PRAGMA writable_schema=ON")
+    con.execute("UPDATE sqlite_master SET sql='CREATE INDEX t_a ON t(b)' "
+                "WHERE name='t_a'")
+    con.commit()
+    con.close()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
+    con.close()
+
+
 def execute(path, sql, params=()):
     con = sqlite3.connect(path, timeout=30)
     try:
