@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/compare.py: walrust and Litestream side by side, same run, same S3.
 
-    python3 bench/compare.py                 # full table (~25 min, 2 CPUs)
+    python3 bench/compare.py                 # full table (~30 min, 2 CPUs)
     python3 bench/compare.py --quick         # every figure, small (~5 min)
     python3 bench/compare.py --check bench/results/compare-quick.json
 
