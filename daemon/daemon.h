@@ -125,6 +125,11 @@ struct snapshot_src {
 	int wal_fd;
 	uint32_t page_size;
 	uint8_t *frame; /* buffer: WAL frame header + page */
+	/* Optional read-ahead of the database file for a scan in page order:
+	 * ra holds pages ra_first.. (ra_n of them, room for ra_cap); NULL: a
+	 * pread per page. */
+	uint8_t *ra;
+	uint32_t ra_first, ra_n, ra_cap;
 };
 int snapshot_read_page(struct snapshot_src *src, uint32_t pgno, uint8_t *page,
 		       char **err);

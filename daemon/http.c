@@ -54,7 +54,7 @@
 #define HTTP_DEFAULT_SINK_MAX (16u << 20)
 #define HTTP_BUFFER_SIZE (256L * 1024)
 /* Upload buffers: up to max_transfers multipart parts go at once. */
-#define HTTP_UPLOAD_BUFFER_SIZE (128L * 1024)
+#define HTTP_UPLOAD_BUFFER_SIZE (64L * 1024)
 
 struct http;
 

@@ -87,7 +87,8 @@
  *
  * MEMORY
  *
- * Both directions stream. The encoder holds one compression buffer; the
+ * Both directions stream. The encoder holds one compression buffer and a
+ * 64 KiB output buffer (two writes per page cost more than the page); the
  * decoder one read-ahead buffer big enough for the largest block frame, and
  * an LZ4 frame context for legacy pages. The only state that grows with the
  * page count is the index: the encoder must write it at the end, and the
@@ -108,8 +109,9 @@
 
 #include "walrust.h"
 
-#define LTX_SPOOL_MEM (1u << 20)
+#define LTX_SPOOL_MEM (256u << 10)
 #define LTX_SPOOL_MIN 4096u /* a power of two, as LTX_SPOOL_MEM */
+#define LTX_OBUF_SIZE (64u << 10) /* encoder output buffer */
 #define LTX_VARINT_MAX 10
 #define LTX_BLOCK_FRAME_HEADER_SIZE (LTX_PAGE_HEADER_SIZE + 4)
 /* Read-ahead: the largest block frame (header, length, compressed page). */
@@ -461,17 +463,43 @@ struct ltx_enc {
 	bool finished;
 	uint8_t *cbuf;
 	int cbuf_cap;
+	uint8_t *obuf; /* output not yet handed to write, LTX_OBUF_SIZE */
+	size_t olen;
 	struct ltx_spool index; /* the index varints */
 };
 
-static int ltx_enc_write(struct ltx_enc *e, const void *buf, size_t len,
-			 bool hash, char **err)
+static int ltx_enc_out(struct ltx_enc *e, const void *buf, size_t len,
+		       char **err)
 {
 	int rc = e->write(e->ctx, buf, len);
 	if (rc < 0) {
 		e->broken = true;
 		return util_err(err, rc, "ltx write: %s", strerror(-rc));
 	}
+	return 0;
+}
+
+static int ltx_enc_flush(struct ltx_enc *e, char **err)
+{
+	int rc = e->olen ? ltx_enc_out(e, e->obuf, e->olen, err) : 0;
+	e->olen = 0;
+	return rc;
+}
+
+static int ltx_enc_write(struct ltx_enc *e, const void *buf, size_t len,
+			 bool hash, char **err)
+{
+	int rc = 0;
+	if (e->olen + len > LTX_OBUF_SIZE)
+		rc = ltx_enc_flush(e, err);
+	if (rc == 0 && len >= LTX_OBUF_SIZE)
+		rc = ltx_enc_out(e, buf, len, err);
+	else if (rc == 0) {
+		memcpy(e->obuf + e->olen, buf, len);
+		e->olen += len;
+	}
+	if (rc < 0)
+		return rc;
 	if (hash)
 		e->crc = crc64_iso(e->crc, buf, len);
 	e->n += len;
@@ -509,7 +537,8 @@ int ltx_enc_new(struct ltx_enc **out, const struct ltx_header *h,
 	e->lock = ltx_lock_pgno(h->page_size);
 	e->cbuf_cap = LZ4_compressBound((int)h->page_size);
 	e->cbuf = malloc((size_t)e->cbuf_cap);
-	if (!e->cbuf) {
+	e->obuf = malloc(LTX_OBUF_SIZE);
+	if (!e->cbuf || !e->obuf) {
 		rc = util_err(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -616,6 +645,8 @@ int ltx_enc_finish(struct ltx_enc *e, uint64_t post_apply,
 	e->crc = crc64_iso(e->crc, b, 8);
 	util_be64_put(b + 8, LTX_CHECKSUM_FLAG | e->crc);
 	rc = ltx_enc_write(e, b, LTX_TRAILER_SIZE, false, err);
+	if (rc == 0)
+		rc = ltx_enc_flush(e, err);
 	if (rc < 0)
 		return rc;
 	e->broken = false;
@@ -637,6 +668,7 @@ void ltx_enc_free(struct ltx_enc *e)
 		return;
 	ltx_spool_clear(&e->index);
 	free(e->cbuf);
+	free(e->obuf);
 	free(e);
 }
 

@@ -14,7 +14,10 @@
  *    read is checked against the salts of the scan; on a mismatch the page
  *    comes from the database file instead.
  * The image may therefore be a commit newer than our read mark, but it is
- * always one committed state. Pages stream through the LTX encoder into an
+ * always one committed state. The same two facts let the scan read the
+ * database file ahead, 128 KiB at a time: a file page we take (not in the
+ * WAL, or the WAL restarted under a mark of 0) cannot change while the
+ * transaction lasts. Pages stream through the LTX encoder into an
  * unlinked temp file: memory does not grow with the database. */
 #include "config.h"
 
@@ -28,6 +31,9 @@
 #include <unistd.h>
 
 #include "daemon.h"
+
+/* Bytes of the database file read at once by a snapshot's page scan. */
+#define SNAPSHOT_READAHEAD (128u * 1024)
 
 /* Highest TXID already in the replica for `name` (0 when none). */
 static int snapshot_max_txid(struct job_ctx *j, struct storage *s,
@@ -77,6 +83,25 @@ int snapshot_read_page(struct snapshot_src *src, uint32_t pgno, uint8_t *page,
 			/* The WAL was restarted under us: the database file
 			 * holds this state (see the comment at the top). */
 		}
+	}
+	if (src->ra) {
+		if (pgno < src->ra_first || pgno - src->ra_first >= src->ra_n) {
+			ssize_t got = util_pread_all(
+				src->db_fd, src->ra, (size_t)src->ra_cap * ps,
+				(off_t)(pgno - 1) * ps);
+			if (got < 0)
+				return util_err(err, (int)got,
+						"cannot read page %u: %s", pgno,
+						strerror((int)-got));
+			src->ra_first = pgno;
+			src->ra_n = (uint32_t)((size_t)got / ps);
+			if (src->ra_n == 0)
+				return util_err(err, -EIO,
+						"page %u is beyond the end of the database file",
+						pgno);
+		}
+		memcpy(page, src->ra + (size_t)(pgno - src->ra_first) * ps, ps);
+		return 0;
 	}
 	ssize_t n = util_pread_all(src->db_fd, page, ps, (off_t)(pgno - 1) * ps);
 	if (n < 0)
@@ -256,7 +281,12 @@ int snapshot_run(struct job_ctx *j, json_t *args, json_t **result)
 	}
 	page = malloc(src.page_size);
 	src.frame = malloc(WAL_FRAME_HEADER_SIZE + src.page_size);
-	if (!page || !src.frame) {
+	/* pages are read in order, SNAPSHOT_READAHEAD bytes at a time */
+	src.ra_cap = src.page_size >= SNAPSHOT_READAHEAD
+			     ? 1
+			     : SNAPSHOT_READAHEAD / src.page_size;
+	src.ra = malloc((size_t)src.ra_cap * src.page_size);
+	if (!page || !src.frame || !src.ra) {
 		rc = job_fail(j, -ENOMEM, WRP_E_INTERNAL, "out of memory");
 		goto out;
 	}
@@ -332,6 +362,7 @@ out:
 		close(tmp);
 	storage_free(s);
 	free(src.frame);
+	free(src.ra);
 	free(page);
 	free(name);
 	free(err);
