@@ -8,7 +8,7 @@ pkgs=(build-essential autoconf automake libtool pkg-config
       libsqlite3-dev libuv1-dev libcurl4-openssl-dev libssl-dev liblz4-dev
       libjansson-dev libexpat1-dev libyaml-dev check sqlite3 curl ca-certificates)
 if [ "${1:-}" = "--test" ]; then
-	pkgs+=(clang libclang-rt-14-dev python3 python3-venv python3-pip)
+	pkgs+=(clang libclang-rt-14-dev python3 python3-venv python3-pip openssl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
