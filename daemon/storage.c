@@ -85,11 +85,6 @@ int storage_get(struct storage *s, const char *key, int fd, storage_cb cb,
 	return s->ops->get(s, key, fd, 0, cb, arg);
 }
 
-int storage_get_head(struct storage *s, const char *key, int fd,
-		     uint64_t limit, storage_cb cb, void *arg)
-{
-	return s->ops->get(s, key, fd, limit ? limit : 1, cb, arg);
-}
 
 int storage_list(struct storage *s, const char *prefix, const char *delimiter,
 		 storage_list_cb cb, void *arg)

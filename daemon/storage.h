@@ -68,10 +68,6 @@ int storage_put(struct storage *s, const char *key, int fd, uint64_t len,
  * rewritten on a retry). */
 int storage_get(struct storage *s, const char *key, int fd, storage_cb cb,
 		void *arg);
-/* Download only the first `limit` bytes of `key` (S3: a ranged GET), or
- * the whole object when it is shorter. */
-int storage_get_head(struct storage *s, const char *key, int fd,
-		     uint64_t limit, storage_cb cb, void *arg);
 /* List every key under `prefix` (all pages). With delimiter "/", keys
  * directly under prefix come in keys[] and deeper ones are rolled up into
  * prefixes[] ("app/"), as S3 does. */
@@ -91,7 +87,8 @@ struct storage_ops {
 	const char *name;
 	int (*put)(struct storage *, const char *, int, uint64_t, int64_t,
 		   storage_cb, void *);
-	/* limit 0: the whole object; else its first `limit` bytes */
+	/* limit 0: the whole object; else its first `limit` bytes (S3: a
+	 * ranged GET), all of a shorter object */
 	int (*get)(struct storage *, const char *, int, uint64_t, storage_cb,
 		   void *);
 	int (*list)(struct storage *, const char *, const char *,
