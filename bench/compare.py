@@ -673,7 +673,7 @@ class Tool:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def restore(self, db, out, at=None, extra=(), check=None):
+    def restore(self, db, out, at=None, check=None):
         """Restore db's replica into out (as of `at`, epoch seconds);
         returns wall seconds. walrust's restore runs in the daemon (ctx
         restore daemon, already up); Litestream's is its CLI. check: the
@@ -697,7 +697,7 @@ class Tool:
                 cmd += ["-timestamp", iso(at)]
             if check:
                 cmd += ["-integrity-check", check]
-            cmd += [*extra, db]
+            cmd.append(db)
         t0 = time.perf_counter()
         r = core.run(cmd, env=self.env, timeout=3600)
         wall = time.perf_counter() - t0
