@@ -65,7 +65,11 @@
  * the replica's newest and its salts and offset still describe the WAL,
  * we continue from there; otherwise (a crash lost the queue, the database
  * was restored, another host wrote) we write a full-database file after
- * the replica's newest TXID, never restarting at 1.
+ * the replica's newest TXID, never restarting at 1. The TXID of each
+ * upload is also saved before its PUT starts ("inflight"): when the last
+ * run stopped with an upload past the saved position unacknowledged, a
+ * request it had fully sent may still land, so we list again after
+ * DB_INFLIGHT_GRACE_MS instead of writing that TXID a second time.
  */
 #include "config.h"
 
@@ -92,6 +96,7 @@
 #define DB_LEVELS 3
 #define DB_RETENTION_CHECK_MS 15000
 #define DB_WAL_SIZE_LIMIT "67108864" /* bytes */
+#define DB_INFLIGHT_GRACE_MS 3000
 
 struct db_pos {
 	uint64_t txid;
@@ -138,6 +143,12 @@ struct db {
 	struct db_pos cap, pos;
 	bool started, have_cap, txn_clean, listing, shipping, stopping,
 		closed, force_poll;
+	/* The highest TXID whose upload was started, saved in the position
+	 * file before the PUT; on start, list_after_ms delays a second
+	 * listing when such an upload may still land (see db_listed). */
+	uint64_t inflight;
+	int64_t list_after_ms;
+	bool relisted;
 	struct db_file *queue;
 	int64_t last_sync_ms, last_ckpt_ms, next_ship_ms;
 	bool dirty;
@@ -238,14 +249,16 @@ static char *db_posfile_path(const char *path, const char *url)
 
 static void db_save_pos(struct db *d)
 {
-	json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "database",
-			      d->path, "replica", storage_describe(d->s), "txid",
+	json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+			      "database", d->path, "replica",
+			      storage_describe(d->s), "txid",
 			      (json_int_t)d->pos.txid, "salt1",
 			      (json_int_t)d->pos.salt1, "salt2",
 			      (json_int_t)d->pos.salt2, "wal_end",
 			      (json_int_t)d->pos.wal_end, "commit",
 			      (json_int_t)d->pos.commit, "page_size",
-			      (json_int_t)d->pos.page_size);
+			      (json_int_t)d->pos.page_size, "inflight",
+			      (json_int_t)d->inflight);
 	char *tmp = util_strdup_printf("%s.tmp", d->posfile);
 	char *dir = strdup(d->posfile);
 	*strrchr(dir, '/') = '\0';
@@ -257,7 +270,7 @@ static void db_save_pos(struct db *d)
 	json_decref(j);
 }
 
-static bool db_load_pos(struct db *d, struct db_pos *p)
+static bool db_load_pos(struct db *d, struct db_pos *p, uint64_t *inflight)
 {
 	json_t *j = json_load_file(d->posfile, 0, NULL);
 	if (!j)
@@ -272,6 +285,7 @@ static bool db_load_pos(struct db *d, struct db_pos *p)
 	p->commit = (uint32_t)json_integer_value(json_object_get(j, "commit"));
 	p->page_size =
 		(uint32_t)json_integer_value(json_object_get(j, "page_size"));
+	*inflight = (uint64_t)json_integer_value(json_object_get(j, "inflight"));
 	json_decref(j);
 	return ok && p->txid > 0;
 }
@@ -815,6 +829,11 @@ static void db_ship(struct db *d)
 	if (d->shipping || !d->queue || util_now_ms() < d->next_ship_ms)
 		return;
 	struct db_file *f = d->queue;
+	if (f->advances && f->max_txid > d->inflight) {
+		/* before the PUT: a restart must know this TXID may land */
+		d->inflight = f->max_txid;
+		db_save_pos(d);
+	}
 	char *key = replica_key(storage_kind(d->s), d->name, f->level,
 				f->min_txid, f->max_txid);
 	int rc = storage_put(d->s, key, f->fd, f->len, f->ts, db_shipped, d);
@@ -900,14 +919,34 @@ static void db_listed(void *arg, int status, const char *err, char **keys,
 			continue;
 		if (f.max_txid > max)
 			max = f.max_txid;
-		db_known_add(d, f.level, f.min_txid, f.max_txid, 0);
 		replica_file_clear(&f);
 	}
 	struct db_pos saved;
+	uint64_t inflight = 0;
+	bool loaded = max > 0 && db_load_pos(d, &saved, &inflight);
+	if (loaded && saved.txid == max && inflight > max && !d->relisted) {
+		/* The last run started uploading TXID `inflight` and stopped
+		 * before it was acknowledged (killed?). A request it had
+		 * fully sent may still land: continuing now could upload
+		 * that TXID again with other bytes. Look again a little
+		 * later; if it landed, the replica moved past us. */
+		d->relisted = true;
+		d->list_after_ms = util_now_ms() + DB_INFLIGHT_GRACE_MS;
+		log_info("%s: the upload of txid %" PRIu64 " was in flight when "
+			 "the last run stopped; listing the replica again in "
+			 "%d ms", d->path, inflight, DB_INFLIGHT_GRACE_MS);
+		return;
+	}
+	for (size_t i = 0; i < nkeys; i++) {
+		struct replica_file f;
+		if (replica_parse_key(storage_kind(d->s), d->name, keys[i], &f) < 0)
+			continue;
+		db_known_add(d, f.level, f.min_txid, f.max_txid, 0);
+		replica_file_clear(&f);
+	}
 	d->cap = (struct db_pos){.txid = max};
 	d->have_cap = false;
 	const char *why = max == 0 ? "a new replica" : "no position saved";
-	bool loaded = max > 0 && db_load_pos(d, &saved);
 	if (loaded && saved.txid != max)
 		why = "the replica moved past the saved position";
 	if (loaded && saved.txid == max) {
@@ -932,6 +971,7 @@ static void db_listed(void *arg, int status, const char *err, char **keys,
 			close(fd);
 	}
 	d->pos = d->cap;
+	d->inflight = d->pos.txid;
 	d->started = true;
 	d->state = DB_REPLICATING;
 	log_info("%s: watching as \"%s\" in %s from txid %" PRIu64 "%s%s%s",
@@ -957,7 +997,7 @@ static void db_timer_cb(uv_timer_t *t)
 {
 	struct db *d = t->data;
 	if (!d->started) {
-		if (!d->listing)
+		if (!d->listing && util_now_ms() >= d->list_after_ms)
 			db_start_listing(d);
 		return;
 	}
