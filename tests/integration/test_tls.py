@@ -68,13 +68,15 @@ def test_untrusted_certificate_fails_at_once(daemon_factory, s3_replica,
         d = daemon_factory()  # no AWS_CA_BUNDLE: the system's CAs only
         r = d.ctl("snapshot", db, env=rep.env(), check=False, timeout=60,
                   **rep.ctl_opts())
-        handshakes = [e for e in p.log if e[0] == "TLS"]
+        connections = p.connections
         assert p.counts.get("PUT", 0) == 0, "a request got through"
     assert r.rc != 0 and r.error, r
     msg = r.error["message"]
     assert "certificate" in msg.lower(), msg
-    # not retried: one handshake per attempt, and the answer came at once
-    assert 1 <= len(handshakes) <= 2, handshakes
+    # not retried: one connection (with TLS 1.3 the server side may finish
+    # its handshake before the client refuses the certificate, so the
+    # proxy counts connections, not failed handshakes), and at once
+    assert 1 <= connections <= 2, connections
     assert r.elapsed < 10, f"took {r.elapsed:.1f}s"
     d.hello()
     assert os.path.exists(db)
