@@ -783,10 +783,17 @@ static void db_wake_waiters(struct db *d, bool all_fail, const char *why)
 
 static void db_maybe_stopped(struct db *d);
 
+static void db_verify_taken(struct db *d);
+static void db_start_listing(struct db *d);
+
 static void db_shipped(void *arg, int status, const char *err)
 {
 	struct db *d = arg;
 	struct db_file *f = d->queue;
+	if (status == -EEXIST && f->advances && !d->closed) {
+		db_verify_taken(d); /* still shipping */
+		return;
+	}
 	d->shipping = false;
 	if (status < 0) {
 		d->failures++;
@@ -836,7 +843,10 @@ static void db_ship(struct db *d)
 	}
 	char *key = replica_key(storage_kind(d->s), d->name, f->level,
 				f->min_txid, f->max_txid);
-	int rc = storage_put(d->s, key, f->fd, f->len, f->ts, db_shipped, d);
+	/* An L0 file is created only if its TXID is free (see
+	 * db_verify_taken); the other levels rewrite what they cover. */
+	int rc = (f->advances ? storage_put_new : storage_put)(
+		d->s, key, f->fd, f->len, f->ts, db_shipped, d);
 	free(key);
 	if (rc < 0) {
 		db_set_error(d, "cannot start an upload: %s", strerror(-rc));
@@ -844,6 +854,121 @@ static void db_ship(struct db *d)
 		return;
 	}
 	d->shipping = true;
+}
+
+/* An L0 file's conditional create found its TXID taken. Either our own
+ * PUT landed on an attempt whose answer was lost (a reset, a timeout) and
+ * the retry was refused, or someone else wrote that TXID: the request of a
+ * killed worker that landed late, or a second replicator of the same
+ * database. Download what is there and compare: the same bytes are our
+ * upload; other bytes mean our chain no longer continues the replica's, so
+ * everything captured on top of it is dropped and we start over from a
+ * listing, which ends in a full-database file at the replica's next TXID.
+ * Nothing is overwritten either way. */
+struct db_verify {
+	struct db *d;
+	int fd;
+};
+
+static bool db_same_bytes(int a, int b, uint64_t len)
+{
+	struct stat st;
+	if (fstat(a, &st) < 0 || (uint64_t)st.st_size != len)
+		return false;
+	enum { CHUNK = 64 * 1024 };
+	uint8_t *x = malloc(2 * CHUNK);
+	bool same = x != NULL;
+	for (uint64_t off = 0; same && off < len; off += CHUNK) {
+		size_t n = len - off < CHUNK ? (size_t)(len - off) : CHUNK;
+		same = util_pread_all(a, x, n, (off_t)off) == (ssize_t)n &&
+		       util_pread_all(b, x + CHUNK, n, (off_t)off) ==
+			       (ssize_t)n &&
+		       memcmp(x, x + CHUNK, n) == 0;
+	}
+	free(x);
+	return same;
+}
+
+static void db_diverged(struct db *d)
+{
+	uint64_t txid = d->queue->max_txid;
+	struct db_file **pp = &d->queue;
+	while (*pp) {
+		struct db_file *f = *pp;
+		if (!f->advances && !f->done) { /* a compaction: still valid */
+			pp = &f->next;
+			continue;
+		}
+		*pp = f->next;
+		if (f->done)
+			f->done(f->done_arg, -EAGAIN, f->max_txid, 0, 0, 0,
+				"the replica changed under this snapshot "
+				"(another writer?); try again");
+		close(f->fd);
+		free(f);
+	}
+	d->shipping = false;
+	d->started = false;
+	d->have_cap = false;
+	d->relisted = true; /* no grace: the replica is already past us */
+	d->list_after_ms = 0;
+	d->state = DB_STARTING;
+	db_set_error(d, "txid %" PRIu64 " is already in the replica with "
+		     "other bytes (a second replicator of this database, or a "
+		     "late upload of a killed worker); starting again from the "
+		     "replica's newest TXID with a full-database file", txid);
+	log_warn("%s: %s", d->path, d->last_error);
+	if (d->stopping) /* the next run lists and continues */
+		db_maybe_stopped(d);
+	else
+		db_start_listing(d);
+}
+
+static void db_verify_got(void *arg, int status, const char *err)
+{
+	struct db_verify *v = arg;
+	struct db *d = v->d;
+	struct db_file *f = d->queue;
+	bool same = status == 0 && db_same_bytes(v->fd, f->fd, f->len);
+	close(v->fd);
+	free(v);
+	if (same) {
+		log_info("%s: txid %" PRIu64 " was already uploaded (an answer "
+			 "lost on the way)", d->path, f->max_txid);
+		db_shipped(d, 0, NULL);
+	} else if (status < 0 && status != -ENOENT) {
+		db_shipped(d, status, err); /* try the upload again later */
+	} else if (status == -ENOENT) {
+		db_shipped(d, -EAGAIN, "the object that refused the upload "
+			   "is gone");
+	} else {
+		db_diverged(d);
+	}
+}
+
+static void db_verify_taken(struct db *d)
+{
+	struct db_file *f = d->queue;
+	struct db_verify *v = calloc(1, sizeof *v);
+	char *key = replica_key(storage_kind(d->s), d->name, f->level,
+				f->min_txid, f->max_txid);
+	int rc = !v || !key ? -ENOMEM : 0;
+	if (v)
+		v->fd = -1;
+	if (rc == 0) {
+		v->d = d;
+		v->fd = util_tmpfile();
+		rc = v->fd < 0 ? v->fd : 0;
+	}
+	if (rc == 0)
+		rc = storage_get(d->s, key, v->fd, db_verify_got, v);
+	free(key);
+	if (rc < 0) {
+		if (v && v->fd >= 0)
+			close(v->fd);
+		free(v);
+		db_shipped(d, rc, "cannot read back a refused upload");
+	}
 }
 
 /* ----------------------------------------------------------------- poll */

@@ -1,7 +1,8 @@
 /* storage-file.c: a local directory as a replica (file:///dir), the built-in
  * default. Objects are files below the directory; a put writes "<key>.tmp",
  * fsyncs it, sets its mtime to the LTX timestamp (as Litestream does) and
- * renames it into place, so a reader never sees half a file. The work is
+ * renames it into place, so a reader never sees half a file (a conditional
+ * create, storage_put_new, renames without replacing). The work is
  * done synchronously (local disk) and the callback is delivered from the
  * loop on the next iteration, so callers see the same contract as S3. */
 #include "config.h"
@@ -9,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -123,8 +125,27 @@ static int storage_file_copy(int in, off_t in_off, int out, off_t out_off,
 	return rc;
 }
 
+/* Put tmp in place as path; with excl only if path does not exist
+ * (-EEXIST). rename(2) is atomic; RENAME_NOREPLACE keeps that for excl,
+ * and where the filesystem lacks it, link(2) does the same (it refuses an
+ * existing name) at the cost of a second step to drop tmp. */
+static int storage_file_place(const char *tmp, const char *path, bool excl)
+{
+	if (!excl)
+		return rename(tmp, path) < 0 ? -errno : 0;
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	if (link(tmp, path) < 0)
+		return -errno;
+	unlink(tmp);
+	return 0;
+}
+
 static int storage_file_put(struct storage *s, const char *key, int fd,
-			    uint64_t len, int64_t ts_ms, storage_cb cb, void *arg)
+			    uint64_t len, int64_t ts_ms, bool excl,
+			    storage_cb cb, void *arg)
 {
 	struct storage_file *f = (struct storage_file *)s;
 	if (!storage_file_key_ok(key))
@@ -162,11 +183,14 @@ static int storage_file_put(struct storage *s, const char *key, int fd,
 		};
 		futimens(out, ts);
 	}
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
+	if (rc == 0)
+		rc = storage_file_place(tmp, path, excl);
 	if (rc == 0)
 		rc = util_fsync_dir(path);
-	if (rc < 0) {
+	if (rc == -EEXIST) {
+		util_err(&op->err, rc, "%s: the file already exists", path);
+		unlink(tmp);
+	} else if (rc < 0) {
 		util_err(&op->err, rc, "cannot write %s: %s", path, strerror(-rc));
 		unlink(tmp);
 	}
@@ -176,7 +200,9 @@ out:
 	free(path);
 	free(tmp);
 	free(dir);
-	return storage_file_op_finish(op, rc < 0 ? -EIO : 0);
+	return storage_file_op_finish(op, rc == -EEXIST ? rc
+					  : rc < 0      ? -EIO
+							: 0);
 }
 
 static int storage_file_get(struct storage *s, const char *key, int fd,

@@ -404,9 +404,13 @@ static int s3_call_failure(struct s3_call *c, const struct http_response *r,
 		rc = util_err(msg, -ENOENT, "%s: %s: not found%s%s%s", d,
 			      what ? what : c->what, code ? " (" : "", cs,
 			      code ? ")" : "");
-	} else if (r->status == 412) {
-		rc = util_err(msg, -EEXIST, "%s: %s: precondition failed", d,
-			      what ? what : c->what);
+	} else if (r->status == 412 ||
+		   (r->status == 409 &&
+		    strcmp(cs, "ConditionalRequestConflict") == 0)) {
+		/* 412: the conditional create found the key; 409: another
+		 * conditional write of it was in progress (AWS) */
+		rc = util_err(msg, -EEXIST, "%s: %s: the object already exists",
+			      d, what ? what : c->what);
 	} else {
 		rc = util_err(msg, -EIO, "%s: %s: HTTP %ld%s%s%s%s%s", d,
 			      what ? what : c->what, r->status,
@@ -584,6 +588,7 @@ struct s3_put {
 	char ts[48];
 	storage_cb cb;
 	void *arg;
+	bool excl; /* If-None-Match: * (on the PUT, or on the Complete) */
 
 	uv_work_t work;
 	int hash_rc;
@@ -743,7 +748,8 @@ static void s3_put_complete(struct s3_put *p)
 	    !(c->key = strdup(p->key)) ||
 	    !(c->body_buf = s3_xml_complete_body((const char *const *)p->etags,
 						 p->nparts)) ||
-	    s3_call_header(c, "content-type", "application/xml")) {
+	    s3_call_header(c, "content-type", "application/xml") ||
+	    (p->excl && s3_call_header(c, "if-none-match", "*"))) {
 		s3_call_free(c);
 		goto fail;
 	}
@@ -873,7 +879,8 @@ static void s3_put_hash_done(uv_work_t *w, int status)
 		c = s3_call_new(s3, "PUT", "PUT");
 		if (!c || !(c->path = strdup(p->path)) ||
 		    !(c->query = strdup("")) || !(c->key = strdup(p->key)) ||
-		    s3_call_header(c, S3_META_TIMESTAMP, p->ts)) {
+		    s3_call_header(c, S3_META_TIMESTAMP, p->ts) ||
+		    (p->excl && s3_call_header(c, "if-none-match", "*"))) {
 			rc = -ENOMEM;
 			goto fail_call;
 		}
@@ -910,7 +917,8 @@ fail:
 }
 
 static int storage_s3_put(struct storage *s, const char *key, int fd,
-			  uint64_t len, int64_t ts_ms, storage_cb cb, void *arg)
+			  uint64_t len, int64_t ts_ms, bool excl, storage_cb cb,
+			  void *arg)
 {
 	struct s3 *s3 = (struct s3 *)s;
 	struct s3_put *p = NULL;
@@ -926,6 +934,7 @@ static int storage_s3_put(struct storage *s, const char *key, int fd,
 	p->len = len;
 	p->cb = cb;
 	p->arg = arg;
+	p->excl = excl;
 	util_rfc3339_ms(ts_ms, p->ts, sizeof p->ts);
 	if (!(p->key = s3_full_key(s3, key)) ||
 	    !(p->path = s3_object_path(s3, p->key)))

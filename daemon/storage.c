@@ -76,7 +76,13 @@ char *storage_object_name(const struct storage *s, const char *key)
 int storage_put(struct storage *s, const char *key, int fd, uint64_t len,
 		int64_t ts_ms, storage_cb cb, void *arg)
 {
-	return s->ops->put(s, key, fd, len, ts_ms, cb, arg);
+	return s->ops->put(s, key, fd, len, ts_ms, false, cb, arg);
+}
+
+int storage_put_new(struct storage *s, const char *key, int fd, uint64_t len,
+		    int64_t ts_ms, storage_cb cb, void *arg)
+{
+	return s->ops->put(s, key, fd, len, ts_ms, true, cb, arg);
 }
 
 int storage_get(struct storage *s, const char *key, int fd, storage_cb cb,

@@ -15,12 +15,13 @@
  *   -EACCES       credentials rejected (401/403); err names AWS_* variables
  *   -EHOSTUNREACH endpoint unreachable after the retry budget
  *   -ETIMEDOUT    stalled after the retry budget
- *   -EPRECONDITION (== -EEXIST here) conditional create lost
+ *   -EEXIST       storage_put_new: the key already exists
  *   -EIO          any other failure (err says what the server said)
  */
 #ifndef WALRUST_STORAGE_H
 #define WALRUST_STORAGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -64,6 +65,15 @@ char *storage_object_name(const struct storage *s, const char *key);
  * from ts_ms. Multipart above the threshold. */
 int storage_put(struct storage *s, const char *key, int fd, uint64_t len,
 		int64_t ts_ms, storage_cb cb, void *arg);
+/* The same, but only if `key` does not exist yet: a conditional create
+ * (S3: If-None-Match: *, honoured by AWS, R2, Tigris, MinIO and SeaweedFS;
+ * file: rename without replacing). -EEXIST when it does, whoever wrote it
+ * (an earlier attempt of this same request included: callers that retry
+ * compare the bytes). Replication writes L0 files this way so that a late
+ * request of a killed worker and a new one can never overwrite each other
+ * with different bytes under one TXID. */
+int storage_put_new(struct storage *s, const char *key, int fd, uint64_t len,
+		    int64_t ts_ms, storage_cb cb, void *arg);
 /* Download `key` into `fd` from offset 0 (pwrite; the fd is truncated and
  * rewritten on a retry). */
 int storage_get(struct storage *s, const char *key, int fd, storage_cb cb,
@@ -85,8 +95,9 @@ void storage_free(struct storage *s);
 /* ------------------------------------------------ the backend vtable */
 struct storage_ops {
 	const char *name;
+	/* excl: storage_put_new */
 	int (*put)(struct storage *, const char *, int, uint64_t, int64_t,
-		   storage_cb, void *);
+		   bool excl, storage_cb, void *);
 	/* limit 0: the whole object; else its first `limit` bytes (S3: a
 	 * ranged GET), all of a shorter object */
 	int (*get)(struct storage *, const char *, int, uint64_t, storage_cb,

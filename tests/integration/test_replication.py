@@ -1373,6 +1373,96 @@ def test_two_watchers_on_one_name_refused(wd, replica, tmp_path):
     l0_chain(replica)
 
 
+@pytest.mark.timeout(180)
+def test_taken_txid_is_never_overwritten(daemon_factory, rep_fs, tmp_path):
+    """One TXID, two writers (a request of a killed worker that lands late,
+    or a second replicator of the same database): L0 files are conditional
+    creates, so whoever comes second is refused instead of overwriting.
+    Daemon B, with its own state directory and a copy of the database with
+    other contents, writes the TXID that daemon A (idle at TXID N) will
+    write next. A's upload of N+1 is refused; A reads the object, finds
+    other bytes, drops what it had captured on top of its chain and starts
+    again from a listing: a full-database file after B's last TXID. B's
+    objects keep their bytes (an unconditional PUT would have replaced them), the chain
+    has one file per TXID, and the latest restore is A's database."""
+    rep = rep_fs
+    a_db = str(tmp_path / "a" / f"{NAME}.db")
+    b_db = str(tmp_path / "b" / f"{NAME}.db")
+    writer_db(a_db)
+    envs = {}
+    for who in ("a", "b"):
+        os.makedirs(tmp_path / f"state-{who}")
+        envs[who] = {"WALRUST_STATE_DIR": str(tmp_path / f"state-{who}")}
+    a = daemon_factory(env=envs["a"])
+    watch(a, a_db, rep)
+    dbtools.execute(a_db, "INSERT INTO items(label) VALUES('a1')")
+    sync(a, a_db)
+    n = l0_chain(rep)[-1].max_txid
+
+    os.makedirs(os.path.dirname(b_db))
+    dbtools.backup_copy(a_db, b_db)
+    dbtools.execute(b_db, "INSERT INTO items(label) VALUES('b1')")
+    b = daemon_factory(env=envs["b"])
+    watch(b, b_db, rep)
+    sync(b, b_db)
+    b.stop()
+    taken = [k for k in l0_chain(rep) if k.min_txid > n]
+    assert taken and taken[0].min_txid == n + 1, (n, taken)
+    taken_bytes = {k.key: rep.read(k.key) for k in taken}
+
+    dbtools.execute(a_db, "INSERT INTO items(label) VALUES('a2')")
+    sync(a, a_db)
+    for k in taken:
+        assert rep.read(k.key) == taken_bytes[k.key], \
+            f"{k.key} was overwritten:\n{a.log_tail(20)}"
+    keys = l0_chain(rep)
+    assert keys[-1].min_txid >= taken[-1].max_txid + 1, keys[-3:]
+    assert "already in the replica with other bytes" in a.log_text(), \
+        a.log_tail(20)
+    out = str(tmp_path / "latest.db")
+    restore(a, rep, out)
+    assert_equal_db(out, dbtools.table_checksums(a_db))
+    dbtools.execute(a_db, "INSERT INTO items(label) VALUES('a3')")
+    sync(a, a_db)
+    out2 = str(tmp_path / "latest2.db")
+    restore(a, rep, out2)
+    assert_equal_db(out2, dbtools.table_checksums(a_db), "after more writes")
+
+
+def test_lost_answer_to_an_l0_upload(wd, s3_replica, tmp_path):
+    """An L0 PUT reaches the server but its answer is lost (the proxy
+    resets the connection after the server acted). The retry, a
+    conditional create, is refused because the object exists; walrust
+    reads the object back, finds its own bytes and goes on: the chain
+    continues with the next TXID, no full-database file, no error. (Were
+    every refusal taken for another writer's file, each lost answer would
+    cost a full-database upload.)"""
+    db = str(tmp_path / "src" / f"{NAME}.db")
+    writer_db(db)
+    with FaultProxy(s3_replica.endpoint) as proxy:
+        rep = s3_replica.via(proxy.endpoint)
+        watch(wd, db, rep)
+        dbtools.execute(db, "INSERT INTO items(label) VALUES('one')")
+        sync(wd, db)
+        n = l0_chain(s3_replica)[-1].max_txid
+        l0 = f"/{NAME}/0000/"
+        proxy.script(("reset", lambda m, t: m == "PUT" and l0 in t))
+        dbtools.execute(db, "INSERT INTO items(label) VALUES('two')")
+        sync(wd, db)
+        assert proxy.faults["reset"] == 1, proxy.log[-5:]
+        puts = [e for e in proxy.log if e[0] == "PUT" and l0 in e[1]]
+        assert [e[3] for e in puts[-2:]] == [200, 412], puts[-3:]
+    keys = l0_chain(s3_replica)
+    assert keys[-1].max_txid == n + 1, keys[-3:]
+    log = wd.log_text()
+    assert f"txid {n + 1} was already uploaded" in log, wd.log_tail(20)
+    assert "other bytes" not in log and \
+        "full-database file at txid %d" % (n + 1) not in log, wd.log_tail(20)
+    out = str(tmp_path / "latest.db")
+    restore(wd, s3_replica, out)
+    assert_equal_db(out, dbtools.table_checksums(db))
+
+
 GROWTH = ["bulk_insert", "grow_then_free", "shrink_then_grow"]
 
 
