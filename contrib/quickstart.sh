@@ -17,7 +17,7 @@ contrib/deps.sh
 mkdir -p build
 curl_flag=
 if contrib/libcurl-minimal.sh "$top/build/curl"; then
-	curl_flag="--with-curl=$top/build/curl"
+	curl_flag="--with-curl=$top/build/curl --enable-static-deps"
 else
 	echo "warning: building against the system libcurl" >&2
 fi

@@ -3,12 +3,6 @@
 
 #include "daemon.h"
 
-static void cmd_unwatch_stopped(struct db *d, void *arg)
-{
-	(void)d;
-	(void)arg;
-}
-
 static void cmd_unwatch_start(struct worker_req *r)
 {
 	const char *path = wrp_arg_string(r->args, "database");
@@ -19,8 +13,7 @@ static void cmd_unwatch_start(struct worker_req *r)
 	}
 	json_t *res = json_pack("{s:s,s:s,s:I}", "name", db_name(d), "database",
 				db_path(d), "txid", (json_int_t)db_txid(d));
-	worker_db_remove(d);
-	db_stop(d, cmd_unwatch_stopped, NULL);
+	worker_db_stop(d);
 	worker_reply(r, res);
 }
 

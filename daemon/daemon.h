@@ -288,6 +288,8 @@ struct db *worker_db_find_name(const char *name, const char *replica);
 struct storage *worker_storage_shared(json_t *args);
 void worker_db_add(struct db *d);
 void worker_db_remove(struct db *d);
+/* Remove and stop d; the worker exits only once it has stopped. */
+void worker_db_stop(struct db *d);
 json_t *worker_dbs_status(void);
 /* The live leases on the files of (name, replica), for retention_plan:
  * malloc'd, *n of them; NULL when none (lease.c). */

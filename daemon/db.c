@@ -917,7 +917,6 @@ static void db_diverged(struct db *d)
 		     "other bytes (a second replicator of this database, or a "
 		     "late upload of a killed worker); starting again from the "
 		     "replica's newest TXID with a full-database file", txid);
-	log_warn("%s: %s", d->path, d->last_error);
 	if (d->stopping) /* the next run lists and continues */
 		db_maybe_stopped(d);
 	else

@@ -3,7 +3,11 @@
  * supervisor's own ids) and are answered there, asynchronously, so one slow
  * listing does not hold up another. Continuous replication of the
  * databases assigned to this worker runs on the same loop. The worker
- * exits when its channel to the supervisor closes.
+ * exits when its channel to the supervisor closes or on SIGTERM, once each
+ * database has finished the uploads it started (a final capture, queued
+ * files, a compaction, deletions; WORKER_EXIT_GRACE_MS at most): a request
+ * cut mid-body is one a server may keep as a short object, which SeaweedFS
+ * was seen to do (a 0-byte L1 file that made every restore fail).
  *
  * Internal lines (the supervisor's own, never from a client: they carry
  * "internal" instead of "cmd"):
@@ -16,6 +20,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -139,6 +144,64 @@ void worker_db_add(struct db *d)
 	worker_dbs = w;
 }
 
+/* Databases stopped (unwatch, exit) whose uploads are still finishing. */
+static unsigned worker_draining;
+static bool worker_exiting;
+static uv_timer_t worker_exit_timer;
+static uv_signal_t worker_sigterm;
+
+#define WORKER_EXIT_GRACE_MS 20000
+
+static void worker_db_stopped(struct db *d, void *arg)
+{
+	(void)d;
+	(void)arg;
+	if (--worker_draining == 0 && worker_exiting)
+		uv_stop(worker_loop);
+}
+
+void worker_db_stop(struct db *d)
+{
+	worker_db_remove(d);
+	worker_draining++;
+	db_stop(d, worker_db_stopped, NULL);
+}
+
+static void worker_exit_timeout(uv_timer_t *t)
+{
+	(void)t;
+	log_warn("worker: %u database%s still uploading after %d s; exiting",
+		 worker_draining, worker_draining == 1 ? "" : "s",
+		 WORKER_EXIT_GRACE_MS / 1000);
+	uv_stop(worker_loop);
+}
+
+/* The supervisor is gone or asks us to stop: finish what was started. */
+static void worker_exit(void)
+{
+	if (worker_exiting)
+		return;
+	worker_exiting = true;
+	while (worker_dbs)
+		worker_db_stop(worker_dbs->db);
+	if (worker_draining == 0) {
+		uv_stop(worker_loop);
+		return;
+	}
+	log_debug("worker: finishing the uploads of %u database%s",
+		  worker_draining, worker_draining == 1 ? "" : "s");
+	uv_timer_init(worker_loop, &worker_exit_timer);
+	uv_timer_start(&worker_exit_timer, worker_exit_timeout,
+		       WORKER_EXIT_GRACE_MS, 0);
+}
+
+static void worker_on_sigterm(uv_signal_t *h, int sig)
+{
+	(void)h;
+	(void)sig;
+	worker_exit();
+}
+
 void worker_db_remove(struct db *d)
 {
 	for (struct worker_db **pp = &worker_dbs; *pp; pp = &(*pp)->next)
@@ -249,7 +312,7 @@ static void worker_on_close(struct channel *ch)
 {
 	(void)ch;
 	worker_ch = NULL;
-	uv_stop(worker_loop);
+	worker_exit();
 }
 
 /* Bursts (a thousand databases starting at once, each listing its replica
@@ -276,6 +339,9 @@ int worker_main(void)
 	worker_ch = channel_new((uv_stream_t *)p, worker_on_line,
 				worker_on_close, NULL);
 	channel_start(worker_ch);
+	uv_signal_init(worker_loop, &worker_sigterm);
+	uv_signal_start(&worker_sigterm, worker_on_sigterm, SIGTERM);
+	uv_unref((uv_handle_t *)&worker_sigterm);
 	log_debug("worker started");
 	static uv_timer_t trim;
 	uv_timer_init(worker_loop, &trim);

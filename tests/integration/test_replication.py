@@ -1463,6 +1463,51 @@ def test_lost_answer_to_an_l0_upload(wd, s3_replica, tmp_path):
     assert_equal_db(out, dbtools.table_checksums(db))
 
 
+def test_shutdown_finishes_uploads_in_flight(daemon_factory, s3_replica,
+                                             tmp_path, state_env):
+    """walrustd stopping while a worker's upload is in flight (here the
+    level-1 compaction a restarted daemon does first, held 3 s by the
+    proxy) waits for it: the worker exits once its requests are answered,
+    not in the middle of one. A worker that left mid-request once made
+    SeaweedFS keep a 0-byte L1 object, and every restore of the database
+    failed on it."""
+    db = str(tmp_path / "src" / f"{NAME}.db")
+    writer_db(db)
+    with FaultProxy(s3_replica.endpoint, stall_seconds=3) as proxy:
+        rep = s3_replica.via(proxy.endpoint)
+        d = daemon_factory(env=state_env)
+        watch(d, db, rep)
+        for i in range(3):
+            dbtools.execute(db, "INSERT INTO items(label) VALUES(?)",
+                            (f"r{i}",))
+            sync(d, db)
+        d.stop()
+        l1 = f"/{NAME}/0001/"
+        proxy.script(("stall", lambda m, t: m == "PUT" and l1 in t))
+        d2 = daemon_factory(env=state_env)
+        watch(d2, db, rep)
+        deadline = time.monotonic() + 30
+        while proxy.faults["stall"] == 0:
+            assert time.monotonic() < deadline, \
+                f"no level-1 upload:\n{d2.log_tail(20)}"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        d2.stop()
+        took = time.monotonic() - t0
+        assert not proxy.undelivered, \
+            f"walrustd left before these answers: {proxy.undelivered}"
+    print(f"stopped in {took:.1f}s")
+    keys = [k for k in s3_replica.ltx_keys(NAME) if k.level == 1]
+    assert keys, s3_replica.ltx_keys(NAME)
+    for k in keys:
+        assert len(s3_replica.read(k.key)) > 100, k.key
+    d3 = daemon_factory(env=state_env)
+    out = str(tmp_path / "latest.db")
+    restore(d3, s3_replica, out)
+    assert_equal_db(out, dbtools.table_checksums(db))
+
+
 GROWTH = ["bulk_insert", "grow_then_free", "shrink_then_grow"]
 
 

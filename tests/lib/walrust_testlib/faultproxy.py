@@ -34,7 +34,9 @@ server: the client side of walrust's TLS against a real handshake.
 
 Counters: p.counts (requests by method), p.faults (by decision),
 p.log (method, path, decision, upstream status), p.connections,
-p.gets (path, Range header or None) of every GET.
+p.gets (path, Range header or None) of every GET, p.undelivered (method,
+path, upstream status) of answers the client was no longer there to read
+(it closed the connection while the server was acting on its request).
 """
 
 import collections
@@ -207,6 +209,7 @@ class FaultProxy:
         self.faults = collections.Counter()
         self.log = []
         self.gets = []
+        self.undelivered = []
         self.connections = 0
         self._script = collections.deque()
         self._lock = threading.Lock()
@@ -281,6 +284,7 @@ class FaultProxy:
             self.counts.clear()
             self.faults.clear()
             self.log.clear()
+            self.undelivered.clear()
             self.connections = 0
 
     # ---- internals
@@ -458,7 +462,14 @@ class FaultProxy:
                     if status >= 200 or status == 101:
                         break
                 self._record(method, target, decision, status)
-                out = client.sendall
+
+                def out(b, _m=method, _t=target, _s=status):
+                    try:
+                        client.sendall(b)
+                    except OSError:
+                        with self._lock:
+                            self.undelivered.append((_m, _t, _s))
+                        raise
                 head_bytes = _head_bytes(rstart, rheaders)
                 cut = decision in ("reset", "truncate")
                 up_close = (_get(rheaders, "Connection") or "").lower() \
