@@ -44,6 +44,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "daemon.h"
 #include "http.h"
 #include "storage.h"
 #include "walrust.h"
@@ -84,6 +85,9 @@ struct s3 {
 	uint64_t threshold;
 	uint64_t part_size;
 	uint64_t rng;
+	/* The store answered a conditional write with 501 NotImplemented:
+	 * storage_put_new sends plain PUTs from then on (see s3_put). */
+	bool no_conditional;
 };
 
 /* ------------------------------------------------------------ one request */
@@ -318,8 +322,9 @@ static void s3_on_backoff(uv_timer_t *t)
 static bool s3_retriable(const struct http_response *r)
 {
 	switch (r->error) {
-	case 0:
-		return r->status >= 500 || r->status == 408 || r->status == 429;
+	case 0: /* 501 NotImplemented does not heal either */
+		return (r->status >= 500 && r->status != 501) ||
+		       r->status == 408 || r->status == 429;
 	case -ECANCELED:
 	case -ENOMEM:
 	case -EFBIG:
@@ -404,6 +409,11 @@ static int s3_call_failure(struct s3_call *c, const struct http_response *r,
 		rc = util_err(msg, -ENOENT, "%s: %s: not found%s%s%s", d,
 			      what ? what : c->what, code ? " (" : "", cs,
 			      code ? ")" : "");
+	} else if (r->status == 501 || strcmp(cs, "NotImplemented") == 0) {
+		rc = util_err(msg, -ENOTSUP,
+			      "%s: %s: not implemented by this store (HTTP %ld "
+			      "%s: %s)", d, what ? what : c->what, r->status,
+			      code ? cs : "(no code)", ms);
 	} else if (r->status == 412 ||
 		   (r->status == 409 &&
 		    strcmp(cs, "ConditionalRequestConflict") == 0)) {
@@ -681,10 +691,35 @@ out:
 	p->hash_rc = rc;
 }
 
+/* A conditional write the store does not implement (501): note it and
+ * write plainly, now and from then on. Stores that ignore the header do
+ * the same without telling; those that honour it (AWS, R2, Tigris, MinIO,
+ * SeaweedFS) never get here. */
+static bool s3_put_unconditional(struct s3_put *p, int status)
+{
+	if (status != -ENOTSUP || !p->excl)
+		return false;
+	p->excl = false;
+	if (!p->s3->no_conditional)
+		log_warn("%s: the store does not implement conditional writes "
+			 "(If-None-Match); replication uses plain PUTs, which "
+			 "cannot stop a late upload from overwriting a file",
+			 p->s3->base.describe);
+	p->s3->no_conditional = true;
+	return true;
+}
+
+static void s3_put_send(struct s3_put *p);
+
 static void s3_put_single_done(struct s3_call *c, int status, const char *err,
 			       const struct http_response *r)
 {
-	s3_put_finish(c->arg, status, err);
+	struct s3_put *p = c->arg;
+	if (s3_put_unconditional(p, status)) {
+		s3_put_send(p);
+		return;
+	}
+	s3_put_finish(p, status, err);
 }
 
 static void s3_put_abort_done(struct s3_call *c, int status, const char *err,
@@ -724,10 +759,16 @@ static void s3_put_fail(struct s3_put *p, int status, const char *err)
 		s3_put_finish(p, p->status, p->err);
 }
 
+static void s3_put_complete(struct s3_put *p);
+
 static void s3_put_complete_done(struct s3_call *c, int status,
 				 const char *err, const struct http_response *r)
 {
 	struct s3_put *p = c->arg;
+	if (s3_put_unconditional(p, status)) {
+		s3_put_complete(p);
+		return;
+	}
 	if (status) {
 		s3_put_fail(p, status, err);
 		return;
@@ -860,21 +901,28 @@ static void s3_put_create_done(struct s3_call *c, int status, const char *err,
 static void s3_put_hash_done(uv_work_t *w, int status)
 {
 	struct s3_put *p = w->data;
-	struct s3 *s3 = p->s3;
-	struct s3_call *c = NULL;
-	char *err = NULL, *m = NULL;
-	int rc = p->hash_rc;
-
-	if (status < 0)
-		rc = status;
+	int rc = status < 0 ? status : p->hash_rc;
 	if (rc) {
-		m = util_strdup_printf(
-			"%s: PUT %s: cannot read the source file: %s", s3->base.describe,
-			p->key,
+		char *m = util_strdup_printf(
+			"%s: PUT %s: cannot read the source file: %s",
+			p->s3->base.describe, p->key,
 			rc == -ENODATA ? "it is shorter than the upload length"
 				       : strerror(-rc));
-		goto fail;
+		s3_put_finish(p, rc, m);
+		free(m);
+		return;
 	}
+	s3_put_send(p);
+}
+
+/* The PUT, or the CreateMultipartUpload that starts the parts. */
+static void s3_put_send(struct s3_put *p)
+{
+	struct s3 *s3 = p->s3;
+	struct s3_call *c = NULL;
+	char *err = NULL;
+	int rc;
+
 	if (!p->nparts) {
 		c = s3_call_new(s3, "PUT", "PUT");
 		if (!c || !(c->path = strdup(p->path)) ||
@@ -911,8 +959,7 @@ static void s3_put_hash_done(uv_work_t *w, int status)
 fail_call:
 	s3_call_free(c);
 fail:
-	s3_put_finish(p, rc, m ? m : err ? err : "cannot start the upload");
-	free(m);
+	s3_put_finish(p, rc, err ? err : "cannot start the upload");
 	free(err);
 }
 
@@ -934,7 +981,7 @@ static int storage_s3_put(struct storage *s, const char *key, int fd,
 	p->len = len;
 	p->cb = cb;
 	p->arg = arg;
-	p->excl = excl;
+	p->excl = excl && !s3->no_conditional;
 	util_rfc3339_ms(ts_ms, p->ts, sizeof p->ts);
 	if (!(p->key = s3_full_key(s3, key)) ||
 	    !(p->path = s3_object_path(s3, p->key)))

@@ -1463,6 +1463,33 @@ def test_lost_answer_to_an_l0_upload(wd, s3_replica, tmp_path):
     assert_equal_db(out, dbtools.table_checksums(db))
 
 
+def test_store_without_conditional_writes(wd, s3_replica, tmp_path):
+    """A store that answers If-None-Match with 501 NotImplemented: the
+    first L0 upload falls back to a plain PUT at once (no retries), walrust
+    warns once and sends no more conditional writes to that store, and
+    replication goes on without a gap."""
+    db = str(tmp_path / "src" / f"{NAME}.db")
+    writer_db(db)
+    with FaultProxy(s3_replica.endpoint,
+                    reject_headers=("If-None-Match",)) as proxy:
+        rep = s3_replica.via(proxy.endpoint)
+        watch(wd, db, rep)
+        for i in range(3):
+            dbtools.execute(db, "INSERT INTO items(label) VALUES(?)",
+                            (f"r{i}",))
+            sync(wd, db)
+        assert proxy.faults["notimplemented"] == 1, proxy.log[-8:]
+    assert wd.log_text().count("does not implement conditional writes") \
+        == 1, wd.log_tail(20)
+    st = db_status(wd, db)
+    assert st["last_error"] is None, st
+    keys = l0_chain(s3_replica)
+    assert keys[-1].max_txid >= 4, keys
+    out = str(tmp_path / "latest.db")
+    restore(wd, s3_replica, out)
+    assert_equal_db(out, dbtools.table_checksums(db))
+
+
 def test_shutdown_finishes_uploads_in_flight(daemon_factory, s3_replica,
                                              tmp_path, state_env):
     """walrustd stopping while a worker's upload is in flight (here the

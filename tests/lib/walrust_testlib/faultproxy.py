@@ -28,6 +28,10 @@ Modes (p.set_mode): "pass" (normal), "down" (accept, then reset every
 connection at once), "refuse" (nothing listens: ECONNREFUSED), "hang"
 (accept and read, never answer). Leaving "pass" also drops open connections.
 
+A store without some feature: `reject_headers=("If-None-Match",)` answers
+every request that carries one of these headers 501 NotImplemented (as
+stores without conditional writes do), without forwarding it.
+
 TLS: `tls=ssl_context` (a server-side ssl.SSLContext) makes the proxy an
 HTTPS endpoint (p.endpoint is then https://...) in front of a plain-HTTP
 server: the client side of walrust's TLS against a real handshake.
@@ -57,6 +61,10 @@ _ERRORS = {
                  "We encountered an internal error. Please try again."),
     "error503": (503, "Service Unavailable", "SlowDown",
                  "Please reduce your request rate."),
+    # for reject_headers, never a random decision
+    "notimplemented": (501, "Not Implemented", "NotImplemented",
+                       "A header you provided implies functionality that "
+                       "is not implemented."),
 }
 
 
@@ -193,9 +201,10 @@ def _reset(sock):
 class FaultProxy:
     def __init__(self, upstream, rate=0.0, kinds=DEFAULT_KINDS, seed=0,
                  stall_seconds=2.0, methods=None, cut_methods=None, port=0,
-                 tls=None):
+                 tls=None, reject_headers=()):
         u = urllib.parse.urlsplit(upstream)
         self.tls = tls
+        self.reject_headers = {h.lower() for h in reject_headers}
         self.upstream = (u.hostname, u.port or 80)
         self.rate = rate
         self.kinds = tuple(kinds)
@@ -431,6 +440,15 @@ class FaultProxy:
                 client_close = (_get(headers, "Connection") or "").lower() \
                     == "close"
 
+                if any(k.lower() in self.reject_headers for k, _ in headers):
+                    self._record(method, target, "notimplemented", 501)
+                    with self._lock:
+                        self.faults["notimplemented"] += 1
+                    client.sendall(self._error("notimplemented", method,
+                                               target, client_close))
+                    if client_close:
+                        return
+                    continue
                 decision = self._decide(method, target)
                 with self._lock:
                     self.faults[decision] += 1
