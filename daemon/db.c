@@ -65,11 +65,10 @@
  * the replica's newest and its salts and offset still describe the WAL,
  * we continue from there; otherwise (a crash lost the queue, the database
  * was restored, another host wrote) we write a full-database file after
- * the replica's newest TXID, never restarting at 1. The TXID of each
- * upload is also saved before its PUT starts ("inflight"): when the last
- * run stopped with an upload past the saved position unacknowledged, a
- * request it had fully sent may still land, so we list again after
- * DB_INFLIGHT_GRACE_MS instead of writing that TXID a second time.
+ * the replica's newest TXID, never restarting at 1. A request that a
+ * killed run had fully sent may still land after we listed: L0 files are
+ * conditional creates, so it cannot overwrite ours, nor ours it (see
+ * db_verify_taken for what happens when we find our next TXID taken).
  */
 #include "config.h"
 
@@ -96,7 +95,6 @@
 #define DB_LEVELS 3
 #define DB_RETENTION_CHECK_MS 15000
 #define DB_WAL_SIZE_LIMIT "67108864" /* bytes */
-#define DB_INFLIGHT_GRACE_MS 3000
 
 struct db_pos {
 	uint64_t txid;
@@ -143,12 +141,6 @@ struct db {
 	struct db_pos cap, pos;
 	bool started, have_cap, txn_clean, listing, shipping, stopping,
 		closed, force_poll;
-	/* The highest TXID whose upload was started, saved in the position
-	 * file before the PUT; on start, list_after_ms delays a second
-	 * listing when such an upload may still land (see db_listed). */
-	uint64_t inflight;
-	int64_t list_after_ms;
-	bool relisted;
 	struct db_file *queue;
 	int64_t last_sync_ms, last_ckpt_ms, next_ship_ms;
 	bool dirty;
@@ -249,7 +241,7 @@ static char *db_posfile_path(const char *path, const char *url)
 
 static void db_save_pos(struct db *d)
 {
-	json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}",
 			      "database", d->path, "replica",
 			      storage_describe(d->s), "txid",
 			      (json_int_t)d->pos.txid, "salt1",
@@ -257,8 +249,7 @@ static void db_save_pos(struct db *d)
 			      (json_int_t)d->pos.salt2, "wal_end",
 			      (json_int_t)d->pos.wal_end, "commit",
 			      (json_int_t)d->pos.commit, "page_size",
-			      (json_int_t)d->pos.page_size, "inflight",
-			      (json_int_t)d->inflight);
+			      (json_int_t)d->pos.page_size);
 	char *tmp = util_strdup_printf("%s.tmp", d->posfile);
 	char *dir = strdup(d->posfile);
 	*strrchr(dir, '/') = '\0';
@@ -270,7 +261,7 @@ static void db_save_pos(struct db *d)
 	json_decref(j);
 }
 
-static bool db_load_pos(struct db *d, struct db_pos *p, uint64_t *inflight)
+static bool db_load_pos(struct db *d, struct db_pos *p)
 {
 	json_t *j = json_load_file(d->posfile, 0, NULL);
 	if (!j)
@@ -285,7 +276,6 @@ static bool db_load_pos(struct db *d, struct db_pos *p, uint64_t *inflight)
 	p->commit = (uint32_t)json_integer_value(json_object_get(j, "commit"));
 	p->page_size =
 		(uint32_t)json_integer_value(json_object_get(j, "page_size"));
-	*inflight = (uint64_t)json_integer_value(json_object_get(j, "inflight"));
 	json_decref(j);
 	return ok && p->txid > 0;
 }
@@ -836,11 +826,6 @@ static void db_ship(struct db *d)
 	if (d->shipping || !d->queue || util_now_ms() < d->next_ship_ms)
 		return;
 	struct db_file *f = d->queue;
-	if (f->advances && f->max_txid > d->inflight) {
-		/* before the PUT: a restart must know this TXID may land */
-		d->inflight = f->max_txid;
-		db_save_pos(d);
-	}
 	char *key = replica_key(storage_kind(d->s), d->name, f->level,
 				f->min_txid, f->max_txid);
 	/* An L0 file is created only if its TXID is free (see
@@ -910,8 +895,6 @@ static void db_diverged(struct db *d)
 	d->shipping = false;
 	d->started = false;
 	d->have_cap = false;
-	d->relisted = true; /* no grace: the replica is already past us */
-	d->list_after_ms = 0;
 	d->state = DB_STARTING;
 	db_set_error(d, "txid %" PRIu64 " is already in the replica with "
 		     "other bytes (a second replicator of this database, or a "
@@ -1043,31 +1026,11 @@ static void db_listed(void *arg, int status, const char *err, char **keys,
 			continue;
 		if (f.max_txid > max)
 			max = f.max_txid;
-		replica_file_clear(&f);
-	}
-	struct db_pos saved;
-	uint64_t inflight = 0;
-	bool loaded = max > 0 && db_load_pos(d, &saved, &inflight);
-	if (loaded && saved.txid == max && inflight > max && !d->relisted) {
-		/* The last run started uploading TXID `inflight` and stopped
-		 * before it was acknowledged (killed?). A request it had
-		 * fully sent may still land: continuing now could upload
-		 * that TXID again with other bytes. Look again a little
-		 * later; if it landed, the replica moved past us. */
-		d->relisted = true;
-		d->list_after_ms = util_now_ms() + DB_INFLIGHT_GRACE_MS;
-		log_info("%s: the upload of txid %" PRIu64 " was in flight when "
-			 "the last run stopped; listing the replica again in "
-			 "%d ms", d->path, inflight, DB_INFLIGHT_GRACE_MS);
-		return;
-	}
-	for (size_t i = 0; i < nkeys; i++) {
-		struct replica_file f;
-		if (replica_parse_key(storage_kind(d->s), d->name, keys[i], &f) < 0)
-			continue;
 		db_known_add(d, f.level, f.min_txid, f.max_txid, 0);
 		replica_file_clear(&f);
 	}
+	struct db_pos saved;
+	bool loaded = max > 0 && db_load_pos(d, &saved);
 	d->cap = (struct db_pos){.txid = max};
 	d->have_cap = false;
 	const char *why = max == 0 ? "a new replica" : "no position saved";
@@ -1095,7 +1058,6 @@ static void db_listed(void *arg, int status, const char *err, char **keys,
 			close(fd);
 	}
 	d->pos = d->cap;
-	d->inflight = d->pos.txid;
 	d->started = true;
 	d->state = DB_REPLICATING;
 	log_info("%s: watching as \"%s\" in %s from txid %" PRIu64 "%s%s%s",
@@ -1121,7 +1083,7 @@ static void db_timer_cb(uv_timer_t *t)
 {
 	struct db *d = t->data;
 	if (!d->started) {
-		if (!d->listing && util_now_ms() >= d->list_after_ms)
+		if (!d->listing)
 			db_start_listing(d);
 		return;
 	}
