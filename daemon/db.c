@@ -900,9 +900,10 @@ static void db_diverged(struct db *d)
 		     "other bytes (a second replicator of this database, or a "
 		     "late upload of a killed worker); starting again from the "
 		     "replica's newest TXID with a full-database file", txid);
-	if (d->stopping) /* the next run lists and continues */
+	if (d->stopping) { /* the next run lists and continues */
+		db_ship(d); /* compactions left in the queue */
 		db_maybe_stopped(d);
-	else
+	} else
 		db_start_listing(d);
 }
 

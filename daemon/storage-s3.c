@@ -15,15 +15,20 @@
  * (anonymous local servers).
  *
  * One logical request (`struct s3_call`) is retried on connection errors,
- * timeouts, 5xx, 408 and 429 with capped exponential backoff and full
- * jitter (delay uniform in [0, min(2 s, 100 ms * 2^attempt)]), re-signed at
- * each attempt; 401/403 fail at once. Operations:
+ * timeouts, 5xx but 501, 408 and 429 with capped exponential backoff and
+ * full jitter (delay uniform in [0, min(2 s, 100 ms * 2^attempt)]),
+ * re-signed at each attempt; 401/403 fail at once. Operations:
  *
  *   put     single PUT up to the multipart threshold, else
  *           CreateMultipartUpload, equal-size parts (the last one shorter)
  *           a window of `concurrency` at a time, Complete (which may
  *           answer 200 with an <Error>: retried), Abort on failure. The
  *           litestream-timestamp metadata goes on the PUT or the Create.
+ *           storage_put_new adds If-None-Match: * to the PUT or the
+ *           Complete (412, or 409 ConditionalRequestConflict: -EEXIST; a
+ *           retry of a request that landed gets 412 too, so the caller
+ *           compares bytes); a store that answers 501 gets the request
+ *           again without it, and plain PUTs from then on.
  *   get     into the caller's fd (truncated before each attempt), byte
  *           count checked against Content-Length.
  *   list    ListObjectsV2 pages (encoding-type=url), keys made relative to
