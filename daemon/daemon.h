@@ -287,7 +287,6 @@ struct db *worker_db_find_name(const char *name, const char *replica);
  * endpoint and credentials as args, with one more owner; NULL if none. */
 struct storage *worker_storage_shared(json_t *args);
 void worker_db_add(struct db *d);
-void worker_db_remove(struct db *d);
 /* Remove and stop d; the worker exits only once it has stopped. */
 void worker_db_stop(struct db *d);
 json_t *worker_dbs_status(void);

@@ -919,13 +919,13 @@ static void db_verify_got(void *arg, int status, const char *err)
 		log_info("%s: txid %" PRIu64 " was already uploaded (an answer "
 			 "lost on the way)", d->path, f->max_txid);
 		db_shipped(d, 0, NULL);
-	} else if (status < 0 && status != -ENOENT) {
-		db_shipped(d, status, err); /* try the upload again later */
-	} else if (status == -ENOENT) {
-		db_shipped(d, -EAGAIN, "the object that refused the upload "
-			   "is gone");
-	} else {
+	} else if (status == 0) {
 		db_diverged(d);
+	} else { /* try the upload again later */
+		db_shipped(d, status == -ENOENT ? -EAGAIN : status,
+			   status == -ENOENT ? "the object that refused the "
+					       "upload is gone"
+					     : err);
 	}
 }
 

@@ -187,11 +187,13 @@ static int storage_file_put(struct storage *s, const char *key, int fd,
 		rc = storage_file_place(tmp, path, excl);
 	if (rc == 0)
 		rc = util_fsync_dir(path);
-	if (rc == -EEXIST) {
-		util_err(&op->err, rc, "%s: the file already exists", path);
-		unlink(tmp);
-	} else if (rc < 0) {
-		util_err(&op->err, rc, "cannot write %s: %s", path, strerror(-rc));
+	if (rc < 0) {
+		if (rc == -EEXIST)
+			util_err(&op->err, rc, "%s: the file already exists",
+				 path);
+		else
+			util_err(&op->err, rc, "cannot write %s: %s", path,
+				 strerror(-rc));
 		unlink(tmp);
 	}
 out:

@@ -144,6 +144,17 @@ void worker_db_add(struct db *d)
 	worker_dbs = w;
 }
 
+static void worker_db_remove(struct db *d)
+{
+	for (struct worker_db **pp = &worker_dbs; *pp; pp = &(*pp)->next)
+		if ((*pp)->db == d) {
+			struct worker_db *w = *pp;
+			*pp = w->next;
+			free(w);
+			return;
+		}
+}
+
 /* Databases stopped (unwatch, exit) whose uploads are still finishing. */
 static unsigned worker_draining;
 static bool worker_exiting;
@@ -202,16 +213,6 @@ static void worker_on_sigterm(uv_signal_t *h, int sig)
 	worker_exit();
 }
 
-void worker_db_remove(struct db *d)
-{
-	for (struct worker_db **pp = &worker_dbs; *pp; pp = &(*pp)->next)
-		if ((*pp)->db == d) {
-			struct worker_db *w = *pp;
-			*pp = w->next;
-			free(w);
-			return;
-		}
-}
 
 json_t *worker_dbs_status(void)
 {
