@@ -1511,7 +1511,7 @@ static void db_known_add(struct db *d, int level, uint64_t mn, uint64_t mx,
 			return;
 		}
 	if (d->nknown == d->capknown) {
-		size_t nc = d->capknown ? d->capknown * 2 : 64;
+		size_t nc = d->capknown ? d->capknown * 2 : 8;
 		struct replica_file *nv = realloc(d->known, nc * sizeof *nv);
 		if (!nv) {
 			free(key);
