@@ -16,6 +16,10 @@ What the tests check, and the failure modes of
   state that is not one the writer committed, or an integrity failure);
 * 1 (byte order), 2 (salts), 3 (checkpoint race), 13 (connection per
   statement): writers with their own checkpoints of every mode;
+* 6 (snapshots torn by a concurrent checkpoint): test_core.py's
+  test_snapshot_list_restore_under_concurrent_writes (the writer checkpoints
+  every 50 commits during the snapshot; the restore must equal one committed
+  state; snapshots are read under a read transaction, never VACUUM INTO);
 * 4/5 (gaps, corrupt or swapped files), 9 (failed restore keeps output),
   7/8 (failed uploads, acknowledging early), 10 (two watchers on one name),
   11 (growth pages). 12 (retention vs. an in-flight restore) is covered by
