@@ -80,6 +80,7 @@ struct http_request {
 	uint64_t sink_off;
 
 	bool priority; /* admitted before non-priority requests */
+	const void *owner; /* whose: http_release cancels only the owner's */
 	long low_speed_time; /* s; 0: opts.low_speed_time. Longer for
 				requests the server may sit on (S3's
 				CompleteMultipartUpload can take minutes) */
@@ -89,6 +90,9 @@ struct http_request {
 
 struct http;
 
+/* An instance for `loop`: the open one with the same options if there is
+ * one (shared, counted: one multi handle and connection pool), else a new
+ * one. Give it back with http_release. */
 int http_new(struct http **out, uv_loop_t *loop, const struct http_opts *opts,
 	     char **err);
 /* Queue a request. Returns 0 (cb fires exactly once, never from inside
@@ -102,7 +106,9 @@ size_t http_pending(const struct http *h);
  * loop must run for that). `done` may be NULL. Accepts NULL h (done is
  * then not called). No other http_* call on h afterwards. */
 void http_close(struct http *h, void (*done)(void *arg), void *arg);
-/* http_close(h, NULL, NULL): run the loop afterwards to free the handles. */
-void http_free(struct http *h);
+/* Give back one reference from http_new: the owner's queued and running
+ * requests are cancelled (callbacks fire with -ECANCELED, from inside this
+ * call); the last reference closes h (http_close). Accepts NULL. */
+void http_release(struct http *h, const void *owner);
 
 #endif

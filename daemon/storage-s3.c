@@ -286,6 +286,7 @@ static int s3_call_send(struct s3_call *c, char **err)
 		.sink_max = c->sink_max,
 		.sink_fd = c->sink_fd,
 		.priority = c->priority,
+		.owner = s3,
 		.low_speed_time = c->low_speed_time,
 		.cb = s3_on_response,
 		.arg = c,
@@ -1392,7 +1393,7 @@ static void storage_s3_free(struct storage *s)
 	if (!s3)
 		return;
 	/* handles close on the loop: run it afterwards to release them */
-	http_free(s3->http);
+	http_release(s3->http, s3);
 	free(s3->bucket);
 	free(s3->root);
 	free(s3->endpoint);

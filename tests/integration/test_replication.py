@@ -48,7 +48,7 @@ import pytest
 from walrust_testlib import dbtools, litestream
 from walrust_testlib.daemon import format_time, parse_time
 from walrust_testlib.faultproxy import FaultProxy
-from walrust_testlib.servers import FileReplica
+from walrust_testlib.servers import FileReplica, S3Replica
 
 NAME = "app"
 
@@ -1537,6 +1537,59 @@ def test_shutdown_finishes_uploads_in_flight(daemon_factory, s3_replica,
     out = str(tmp_path / "latest.db")
     restore(d3, s3_replica, out)
     assert_equal_db(out, dbtools.table_checksums(db))
+
+
+@pytest.mark.timeout(180)
+def test_unwatch_leaves_other_uploads_alone(daemon_factory, s3_replica,
+                                            tmp_path, state_env):
+    """Databases replicated to different prefixes of one endpoint (the
+    shape of a litestream.yml) share the worker's HTTP instance and
+    connection pool (http.c). Unwatching one of them gives its share back
+    while another's upload is in flight (held 3 s by the proxy): that upload
+    is neither cancelled nor sent twice, it is answered, and its database
+    restores equal to its source."""
+    a = str(tmp_path / "src" / "alpha.db")
+    b = str(tmp_path / "src" / "beta.db")
+    writer_db(a)
+    writer_db(b, seed=2)
+    with FaultProxy(s3_replica.endpoint, stall_seconds=3) as proxy:
+        ra = S3Replica(s3_replica.server, f"{s3_replica.prefix}/a",
+                       proxy.endpoint)
+        rb = S3Replica(s3_replica.server, f"{s3_replica.prefix}/b",
+                       proxy.endpoint)
+        d = daemon_factory(env=state_env)
+        watch(d, a, ra)
+        watch(d, b, rb)
+        sync(d, a)
+        sync(d, b)
+        held = "/alpha/0000/"
+        proxy.script(("stall", lambda m, t: m == "PUT" and held in t))
+        dbtools.execute(a, "INSERT INTO items(label) VALUES('held')")
+        deadline = time.monotonic() + 30
+        while proxy.faults["stall"] == 0:
+            assert time.monotonic() < deadline, \
+                f"no upload of alpha:\n{d.log_tail(20)}"
+            time.sleep(0.05)
+        d.ctl("unwatch", b)
+        sync(d, a)
+        puts = [(p, dec, st) for m, p, dec, st in proxy.log
+                if m == "PUT" and held in p]
+        keys = [p for p, _, _ in puts]
+        # a cancelled request never gets its answer: the proxy logs
+        # requests once answered, so the held one would be missing and
+        # its retry would show as "pass"
+        assert [st for _, dec, st in puts if dec == "stall"] == [200], \
+            f"the held upload was not answered (cancelled?): {puts}\n" \
+            f"{d.log_tail(10)}"
+        assert len(keys) == len(set(keys)), f"an upload was sent twice: {puts}"
+        assert not proxy.undelivered, proxy.undelivered
+        st = {x["database"]: x for x in status(d)["databases"]}
+        assert b not in st and not st[a].get("last_error"), st
+    out = str(tmp_path / "alpha-latest.db")
+    d2 = daemon_factory(env=state_env)
+    restore(d2, S3Replica(s3_replica.server, f"{s3_replica.prefix}/a"), out,
+            name="alpha")
+    assert_equal_db(out, dbtools.table_checksums(a))
 
 
 GROWTH = ["bulk_insert", "grow_then_free", "shrink_then_grow"]
