@@ -59,7 +59,7 @@ def relink(build, *make_args):
 def relink_for_profile(build):
     """Relink with link maps and without the current hot-text scripts
     (valgrind cannot attribute code in the extra output section to its
-    binary), keeping walrustd static if configure made it so."""
+    binary), keeping them static PIEs if configure made them so."""
     flags = ["LDFLAGS=-Wl,-Map=$@.map"]
     for line in open(os.path.join(build, "Makefile")):
         var = line.split(" =", 1)[0]
