@@ -123,7 +123,6 @@ struct http {
 	struct http_sock *socks;
 	int nhandles; /* open uv handles: timer + polls */
 	int refs;     /* sharers (http_new, http_release) */
-	size_t limit; /* transfers at once: max_transfers per sharer */
 	const void *releasing; /* owner being cancelled: no new requests */
 	struct http *next_shared;
 	bool closing;
@@ -531,9 +530,21 @@ static void http_on_timer_closed(uv_handle_t *handle)
 }
 
 /* ------------------------------------------------------------ admission */
+/* Transfers at once: max_transfers per sharer, at most
+ * HTTP_SHARED_MAX_TRANSFERS (but never fewer than one sharer's). */
+static size_t http_limit(const struct http *h)
+{
+	size_t one = (size_t)h->opts.max_transfers;
+	size_t n = one * (size_t)(h->refs > 0 ? h->refs : 1);
+	if (n <= HTTP_SHARED_MAX_TRANSFERS)
+		return n;
+	return one > HTTP_SHARED_MAX_TRANSFERS ? one
+					       : HTTP_SHARED_MAX_TRANSFERS;
+}
+
 static void http_admit(struct http *h)
 {
-	while (!h->closing && h->running.n < h->limit) {
+	while (!h->closing && h->running.n < http_limit(h)) {
 		struct http_xfer *x = xfer_list_pop(&h->queue[0]);
 		if (!x)
 			x = xfer_list_pop(&h->queue[1]);
@@ -620,17 +631,11 @@ static void http_shared_unlink(struct http *h)
 		}
 }
 
-/* max_transfers per sharer, at most HTTP_SHARED_MAX_TRANSFERS (but never
- * fewer than one sharer's); also curl's cap on connections per host. */
+/* After a change of sharers: curl's cap on connections per host follows. */
 static void http_set_limit(struct http *h)
 {
-	size_t one = (size_t)h->opts.max_transfers;
-	size_t n = one * (size_t)(h->refs > 0 ? h->refs : 1);
-	if (n > HTTP_SHARED_MAX_TRANSFERS)
-		n = one > HTTP_SHARED_MAX_TRANSFERS ? one
-						    : HTTP_SHARED_MAX_TRANSFERS;
-	h->limit = n;
-	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n);
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+			  (long)http_limit(h));
 }
 
 /* ------------------------------------------------------------ public */
@@ -845,7 +850,8 @@ int http_submit(struct http *h, const struct http_request *r, char **err)
 	if ((rc = http_xfer_setup(h, x, r, err)))
 		goto out;
 
-	if (h->running.n < h->limit && !h->queue[0].n && !h->queue[1].n) {
+	if (h->running.n < http_limit(h) && !h->queue[0].n &&
+	    !h->queue[1].n) {
 		CURLMcode mc = curl_multi_add_handle(h->multi, x->easy);
 		if (mc != CURLM_OK) {
 			rc = util_err(err, -ENOMEM, "curl_multi_add_handle: %s",
